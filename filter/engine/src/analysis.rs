@@ -1,0 +1,773 @@
+//! The engine: compiled config plus the three analyses the shell calls — a request body, a whole
+//! response body, and (in [`crate::stream`]) a response stream. Each analysis is a pure function
+//! of the config and the bytes: it returns findings, a decision, and the bytes to send instead
+//! when enforcement rewrites or replaces the body. Nothing here blocks, logs or does I/O.
+
+use crate::config::RawConfig;
+use crate::detect::output::PromptFingerprint;
+use crate::detect::{DetectorSettings, Detectors, Hit, RuleKind, ScanSet, Severity};
+use crate::error::EngineError;
+use crate::normalize::Normalizer;
+use crate::policy::{block_body, risk_score, Action, Decision, Policy, Redactor};
+use crate::price::{parse_usd_micro, Price, PriceTable};
+use crate::provider::{self, Operation, ParsedRequest, Provider, Role, Segment};
+use crate::usage::{estimate_tokens, Usage};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// A configured route.
+#[derive(Debug, Clone)]
+struct Route {
+    name: Arc<str>,
+    prefix: String,
+    host: Option<String>,
+    provider: Option<Provider>,
+    operation: Option<Operation>,
+}
+
+/// The route a request took, with its provider and operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub name: Arc<str>,
+    pub provider: Provider,
+    pub operation: Operation,
+    /// Model named by the path (Gemini, Azure deployment).
+    pub path_model: Option<String>,
+}
+
+/// Which side of the call a finding is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+/// One finding, as reported: never the matched text, only where it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub rule_id: Arc<str>,
+    pub category: Arc<str>,
+    pub severity: Severity,
+    /// The action policy assigned (enforced unless shadow mode).
+    pub action: Action,
+    pub direction: Direction,
+    pub role: Role,
+    pub message_index: u32,
+    /// Byte span in that message's text (in a stream: in the whole output text).
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A local reply that replaces the upstream call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub rule_id: Arc<str>,
+}
+
+/// Result of analysing a request body.
+#[derive(Debug, Clone)]
+pub struct RequestAnalysis {
+    pub provider: Provider,
+    pub operation: Operation,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// The client itself asked for `stream_options.include_usage`.
+    pub client_include_usage: bool,
+    pub findings: Vec<Finding>,
+    pub risk_score: f32,
+    pub decision: Decision,
+    /// False in shadow mode: the decision is recorded, not applied.
+    pub enforced: bool,
+    /// Set when the request must be answered locally.
+    pub block: Option<BlockReply>,
+    /// The body to forward instead of the original (redactions, injected stream options).
+    pub rewritten_body: Option<Vec<u8>>,
+    /// Estimated input tokens from the text (fallback when the provider reports nothing).
+    pub input_tokens_estimate: u64,
+    /// Drop OpenAI's usage-only chunk from the stream (the filter asked for it, not the client).
+    pub strip_usage_chunk: bool,
+    pub(crate) fingerprint: PromptFingerprint,
+}
+
+impl RequestAnalysis {
+    /// An analysis for a request whose body was not analysed (too large, malformed, not JSON):
+    /// no findings, nothing enforced; usage will come from the response alone.
+    pub fn unanalysed(route: &RouteMatch) -> Self {
+        RequestAnalysis {
+            provider: route.provider,
+            operation: route.operation,
+            model: route.path_model.clone(),
+            stream: route.operation == Operation::StreamGenerateContent,
+            client_include_usage: false,
+            findings: Vec::new(),
+            risk_score: 0.0,
+            decision: Decision::Allow,
+            enforced: false,
+            block: None,
+            rewritten_body: None,
+            input_tokens_estimate: 0,
+            strip_usage_chunk: false,
+            fingerprint: PromptFingerprint::default(),
+        }
+    }
+
+    /// Headers for the upstream when the decision is at least `tag`: the risk score and the ids
+    /// of the rules found.
+    pub fn tag_headers(&self) -> Vec<(&'static str, String)> {
+        if self.decision < Decision::Tag || self.findings.is_empty() {
+            return Vec::new();
+        }
+        let mut ids: Vec<&str> = self.findings.iter().map(|f| &*f.rule_id).collect();
+        ids.dedup();
+        ids.sort_unstable();
+        ids.dedup();
+        vec![
+            ("x-tollgate-risk", format!("{:.3}", self.risk_score)),
+            ("x-tollgate-findings", ids.join(",")),
+        ]
+    }
+}
+
+/// Result of analysing a whole response body.
+#[derive(Debug, Clone)]
+pub struct ResponseAnalysis {
+    pub model: Option<String>,
+    pub usage: Usage,
+    /// Micro-USD; `None` when the model has no known price.
+    pub cost_micro_usd: Option<u64>,
+    pub findings: Vec<Finding>,
+    pub decision: Decision,
+    pub enforced: bool,
+    /// Replacement body (redacted output, or the block error body).
+    pub rewritten_body: Option<Vec<u8>>,
+    pub blocked_by: Option<Arc<str>>,
+}
+
+/// Request-side scanning switches.
+#[derive(Debug, Clone)]
+struct Families {
+    injection: bool,
+    injection_roles: Vec<Role>,
+    pii: bool,
+    pii_roles: Vec<Role>,
+    secrets: bool,
+    secret_roles: Vec<Role>,
+}
+
+/// Response-side switches.
+#[derive(Debug, Clone)]
+pub(crate) struct OutputRules {
+    pub enabled: bool,
+    pub set: ScanSet,
+    pub canaries: Vec<String>,
+    pub overlap: f32,
+}
+
+/// Size limits in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_body_bytes: usize,
+    pub max_response_body_bytes: usize,
+    pub stream_holdback_bytes: usize,
+    pub max_event_bytes: usize,
+}
+
+/// The compiled configuration and every analysis. Build once, share (it is `Send + Sync`).
+#[derive(Debug)]
+pub struct Engine {
+    routes: Vec<Route>,
+    pub(crate) detectors: Detectors,
+    pub(crate) policy: Policy,
+    prices: PriceTable,
+    families: Families,
+    pub(crate) output: OutputRules,
+    limits: Limits,
+    fail_closed: bool,
+    inject_stream_usage: bool,
+}
+
+impl Engine {
+    /// Parses and compiles a JSON config (empty means defaults).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EngineError> {
+        Engine::from_config(&RawConfig::from_json(bytes)?)
+    }
+
+    /// The engine with the default config.
+    pub fn with_defaults() -> Result<Self, EngineError> {
+        Engine::from_config(&RawConfig::default())
+    }
+
+    /// Compiles a parsed config.
+    pub fn from_config(raw: &RawConfig) -> Result<Self, EngineError> {
+        raw.validate()?;
+        let d = &raw.detectors;
+        let settings = DetectorSettings {
+            custom_pii: d
+                .pii
+                .custom
+                .iter()
+                .map(|c| crate::detect::CustomPattern {
+                    name: c.name.clone(),
+                    pattern: c.pattern.clone(),
+                    severity: c.severity,
+                })
+                .collect(),
+            disabled_rules: d.disabled_rules.clone(),
+            link_allowlist: d.output.link_allowlist.clone(),
+        };
+        let detectors = Detectors::compile(&settings)?;
+        let known = |id: &str| detectors.rules().iter().any(|r| &*r.id == id);
+        for id in &d.disabled_rules {
+            if !known(id) && !pii_or_secret_builtin(id) {
+                return Err(EngineError::config(
+                    format!("detectors.disabled_rules: {id}"),
+                    "unknown rule id",
+                ));
+            }
+        }
+        for id in raw.policy.rules.keys() {
+            if !known(id) {
+                return Err(EngineError::config(
+                    format!("policy.rules.{id}"),
+                    "unknown rule id (see `tollgate rules`)",
+                ));
+            }
+        }
+        for cat in raw.policy.categories.keys() {
+            let fits = detectors
+                .rules()
+                .iter()
+                .any(|r| &*r.category == cat || r.category.starts_with(&format!("{cat}.")));
+            if !fits {
+                return Err(EngineError::config(
+                    format!("policy.categories.{cat}"),
+                    "unknown category",
+                ));
+            }
+        }
+        let p = &raw.policy;
+        let policy = Policy::new(
+            p.shadow,
+            p.block_threshold,
+            p.tag_threshold,
+            p.categories.clone(),
+            p.rules.clone(),
+            p.redaction,
+            p.block_status,
+        );
+        let mut prices = PriceTable::builtin();
+        for (model, rp) in &raw.prices {
+            let field = |name: &str, v: &Value| -> Result<u64, EngineError> {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                parse_usd_micro(&text).ok_or_else(|| {
+                    EngineError::config(
+                        format!("prices.{model}.{name}"),
+                        "expected a decimal USD amount per million tokens, like \"2.50\"",
+                    )
+                })
+            };
+            let input = field("input", &rp.input)?;
+            let output = field("output", &rp.output)?;
+            let price = Price {
+                input,
+                output,
+                cached_input: rp
+                    .cached_input
+                    .as_ref()
+                    .map(|v| field("cached_input", v))
+                    .transpose()?
+                    .unwrap_or(input),
+                cache_write: rp
+                    .cache_write
+                    .as_ref()
+                    .map(|v| field("cache_write", v))
+                    .transpose()?
+                    .unwrap_or(input),
+                reasoning: rp
+                    .reasoning
+                    .as_ref()
+                    .map(|v| field("reasoning", v))
+                    .transpose()?
+                    .unwrap_or(output),
+            };
+            prices.insert(model, price);
+        }
+        let routes = raw
+            .routes
+            .iter()
+            .map(|r| Route {
+                name: Arc::from(r.name.as_str()),
+                prefix: r.path_prefix.clone(),
+                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                provider: r.provider,
+                operation: r.operation,
+            })
+            .collect();
+        let o = &d.output;
+        Ok(Engine {
+            routes,
+            detectors,
+            policy,
+            prices,
+            families: Families {
+                injection: d.injection.enabled,
+                injection_roles: d.injection.roles.clone(),
+                pii: d.pii.enabled,
+                pii_roles: d.pii.roles.clone(),
+                secrets: d.secrets.enabled,
+                secret_roles: d.secrets.roles.clone(),
+            },
+            output: OutputRules {
+                enabled: o.enabled,
+                set: ScanSet {
+                    injection: false,
+                    pii: o.enabled && o.pii,
+                    secrets: o.enabled && o.secrets,
+                    exfil: o.enabled && o.exfiltration,
+                },
+                canaries: o.canaries.clone(),
+                overlap: o.system_prompt_overlap,
+            },
+            limits: Limits {
+                max_request_body_bytes: raw.limits.max_request_body_bytes,
+                max_response_body_bytes: raw.limits.max_response_body_bytes,
+                stream_holdback_bytes: raw.limits.stream_holdback_bytes,
+                max_event_bytes: raw.limits.max_event_bytes,
+            },
+            fail_closed: raw.fail_closed,
+            inject_stream_usage: raw.inject_stream_usage,
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn fail_closed(&self) -> bool {
+        self.fail_closed
+    }
+
+    pub fn detectors(&self) -> &Detectors {
+        &self.detectors
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// Which route (if any) a request belongs to. Requests on no route are not LLM calls and are
+    /// never analysed.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<RouteMatch> {
+        let detected = provider::detect(path);
+        if self.routes.is_empty() {
+            let d = detected?;
+            return Some(RouteMatch {
+                name: Arc::from(d.provider.as_str()),
+                provider: d.provider,
+                operation: d.operation,
+                path_model: d.path_model,
+            });
+        }
+        let host = host.map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+        for r in &self.routes {
+            if !path.starts_with(&r.prefix) {
+                continue;
+            }
+            if let Some(want) = &r.host {
+                if host.as_deref() != Some(want.as_str()) {
+                    continue;
+                }
+            }
+            let operation = match (r.operation, &detected) {
+                (Some(op), _) => op,
+                (None, Some(d)) => d.operation,
+                (None, None) => continue,
+            };
+            let provider = r
+                .provider
+                .or(detected.as_ref().map(|d| d.provider))
+                .unwrap_or_else(|| operation.default_provider());
+            return Some(RouteMatch {
+                name: r.name.clone(),
+                provider,
+                operation,
+                path_model: detected.and_then(|d| d.path_model),
+            });
+        }
+        None
+    }
+
+    fn request_set(&self, role: Role) -> ScanSet {
+        let f = &self.families;
+        ScanSet {
+            injection: f.injection && f.injection_roles.contains(&role),
+            pii: f.pii && f.pii_roles.contains(&role),
+            secrets: f.secrets && f.secret_roles.contains(&role),
+            exfil: false,
+        }
+    }
+
+    /// Analyses a request body. `Err` means the body could not be read as the provider's JSON;
+    /// the caller fails open (or closed, per [`Engine::fail_closed`]).
+    pub fn analyze_request(
+        &self,
+        route: &RouteMatch,
+        body: &[u8],
+    ) -> Result<RequestAnalysis, EngineError> {
+        if body.len() > self.limits.max_request_body_bytes {
+            return Err(EngineError::TooLarge {
+                size: body.len(),
+                limit: self.limits.max_request_body_bytes,
+            });
+        }
+        let mut value: Value =
+            serde_json::from_slice(body).map_err(|e| EngineError::malformed("request", e))?;
+        if !value.is_object() {
+            return Err(EngineError::malformed(
+                "request",
+                "top level is not a JSON object",
+            ));
+        }
+        let parsed = provider::parse_request_value(route.operation, &value);
+        let mut normalizer = Normalizer::new();
+        let mut hits: Vec<(usize, Hit)> = Vec::new();
+        let mut scratch = Vec::new();
+        for (si, seg) in parsed.segments.iter().enumerate() {
+            let set = self.request_set(seg.role);
+            if set == ScanSet::NONE {
+                continue;
+            }
+            scratch.clear();
+            self.detectors
+                .scan(&seg.text, set, &mut normalizer, &mut scratch);
+            hits.extend(scratch.iter().map(|h| (si, *h)));
+        }
+        let (findings, strongest) = self.findings(&hits, &parsed.segments, Direction::Request);
+        let risk = risk_score(
+            hits.iter()
+                .filter_map(|(_, h)| self.detectors.rule(h.rule))
+                .filter(|r| r.kind == RuleKind::Injection)
+                .map(|r| (&*r.id, r.weight)),
+        );
+        let decision = self.policy.decide(strongest, risk);
+        let enforced = !self.policy.shadow;
+        let mut analysis = RequestAnalysis {
+            provider: route.provider,
+            operation: route.operation,
+            model: parsed.model.clone().or_else(|| route.path_model.clone()),
+            stream: parsed.stream,
+            client_include_usage: parsed.include_usage,
+            findings,
+            risk_score: risk,
+            decision,
+            enforced,
+            block: None,
+            rewritten_body: None,
+            input_tokens_estimate: estimate_input(&parsed),
+            strip_usage_chunk: false,
+            fingerprint: if self.output.enabled && self.output.overlap > 0.0 {
+                PromptFingerprint::new(&parsed.system_prompt())
+            } else {
+                PromptFingerprint::default()
+            },
+        };
+        if enforced && decision == Decision::Block {
+            let (rule_id, category) = self.blocking_rule(&analysis.findings, risk);
+            analysis.block = Some(BlockReply {
+                status: self.policy.block_status,
+                body: block_body(
+                    route.provider,
+                    self.policy.block_status,
+                    &rule_id,
+                    &category,
+                ),
+                rule_id,
+            });
+            return Ok(analysis);
+        }
+        let mut changed = false;
+        if enforced && decision >= Decision::Redact {
+            changed |= self.redact_value(&mut value, &parsed.segments, &hits);
+        }
+        if self.inject_stream_usage
+            && route.operation == Operation::ChatCompletions
+            && parsed.stream
+            && !parsed.include_usage
+        {
+            if let Some(obj) = value.as_object_mut() {
+                let opts = obj
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                if let Some(o) = opts.as_object_mut() {
+                    o.insert("include_usage".to_string(), Value::Bool(true));
+                    analysis.strip_usage_chunk = true;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            analysis.rewritten_body = serde_json::to_vec(&value).ok();
+        }
+        Ok(analysis)
+    }
+
+    /// The rule named in a block: the strongest blocking finding, or the highest-weight
+    /// injection rule when the risk score alone crossed the threshold.
+    fn blocking_rule(&self, findings: &[Finding], _risk: f32) -> (Arc<str>, Arc<str>) {
+        let pick = findings
+            .iter()
+            .filter(|f| f.action == Action::Block)
+            .max_by_key(|f| f.severity)
+            .or_else(|| findings.iter().max_by_key(|f| f.severity));
+        match pick {
+            Some(f) => (f.rule_id.clone(), f.category.clone()),
+            None => (Arc::from("policy.risk-score"), Arc::from("injection")),
+        }
+    }
+
+    fn findings(
+        &self,
+        hits: &[(usize, Hit)],
+        segments: &[Segment],
+        direction: Direction,
+    ) -> (Vec<Finding>, Option<Action>) {
+        let mut strongest: Option<Action> = None;
+        let mut out = Vec::with_capacity(hits.len());
+        for (si, h) in hits {
+            let (Some(rule), Some(seg)) = (self.detectors.rule(h.rule), segments.get(*si)) else {
+                continue;
+            };
+            let action = self.policy.action_for(rule);
+            strongest = strongest.max(Some(action));
+            out.push(Finding {
+                rule_id: rule.id.clone(),
+                category: rule.category.clone(),
+                severity: rule.severity,
+                action,
+                direction,
+                role: seg.role,
+                message_index: seg.message_index,
+                start: h.start,
+                end: h.end,
+            });
+        }
+        (out, strongest)
+    }
+
+    /// Replaces redacted spans in the JSON strings they came from. Returns whether anything
+    /// changed.
+    fn redact_value(&self, value: &mut Value, segments: &[Segment], hits: &[(usize, Hit)]) -> bool {
+        let mut redactor = Redactor::new(self.policy.redaction);
+        let mut changed = false;
+        for (si, seg) in segments.iter().enumerate() {
+            let mut spans: Vec<(usize, usize, &str)> = hits
+                .iter()
+                .filter(|(s, _)| *s == si)
+                .filter_map(|(_, h)| self.detectors.rule(h.rule).map(|r| (h, r)))
+                .filter(|(_, r)| self.policy.action_for(r) == Action::Redact)
+                .map(|(h, r)| (h.start, h.end, &*r.label))
+                .collect();
+            if spans.is_empty() {
+                continue;
+            }
+            let text = redactor.apply(&seg.text, &mut spans);
+            if let Some(slot) = value.pointer_mut(&seg.pointer) {
+                *slot = Value::String(text);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Analyses a whole (non-streamed) response body for the request `req`.
+    pub fn analyze_response(
+        &self,
+        req: &RequestAnalysis,
+        body: &[u8],
+    ) -> Result<ResponseAnalysis, EngineError> {
+        if body.len() > self.limits.max_response_body_bytes {
+            return Err(EngineError::TooLarge {
+                size: body.len(),
+                limit: self.limits.max_response_body_bytes,
+            });
+        }
+        let mut value: Value =
+            serde_json::from_slice(body).map_err(|e| EngineError::malformed("response", e))?;
+        let parsed = provider::parse_response_value(req.operation, &value);
+        let model = parsed.model.clone().or_else(|| req.model.clone());
+        let usage = match parsed.usage {
+            Some(u) => u,
+            None => Usage {
+                input_tokens: req.input_tokens_estimate,
+                output_tokens: parsed
+                    .segments
+                    .iter()
+                    .map(|s| estimate_tokens(&s.text))
+                    .sum(),
+                estimated: true,
+                ..Usage::default()
+            },
+        };
+        let cost = model.as_deref().and_then(|m| self.prices.cost(m, &usage));
+        let mut hits: Vec<(usize, Hit)> = Vec::new();
+        if self.output.enabled {
+            let mut normalizer = Normalizer::new();
+            let mut scratch = Vec::new();
+            for (si, seg) in parsed.segments.iter().enumerate() {
+                scratch.clear();
+                self.detectors
+                    .scan(&seg.text, self.output.set, &mut normalizer, &mut scratch);
+                self.leak_hits(&seg.text, &req.fingerprint, &mut scratch);
+                hits.extend(scratch.iter().map(|h| (si, *h)));
+            }
+        }
+        let (findings, strongest) = self.findings(&hits, &parsed.segments, Direction::Response);
+        let decision = self.policy.decide(strongest, 0.0);
+        let enforced = !self.policy.shadow;
+        let mut analysis = ResponseAnalysis {
+            model,
+            usage,
+            cost_micro_usd: cost,
+            findings,
+            decision,
+            enforced,
+            rewritten_body: None,
+            blocked_by: None,
+        };
+        if enforced && decision == Decision::Block {
+            let (rule_id, category) = self.blocking_rule(&analysis.findings, 0.0);
+            analysis.rewritten_body = Some(block_body(
+                req.provider,
+                self.policy.block_status,
+                &rule_id,
+                &category,
+            ));
+            analysis.blocked_by = Some(rule_id);
+        } else if enforced
+            && decision == Decision::Redact
+            && self.redact_value(&mut value, &parsed.segments, &hits)
+        {
+            analysis.rewritten_body = serde_json::to_vec(&value).ok();
+        }
+        Ok(analysis)
+    }
+
+    /// Canary and system-prompt overlap hits in an output text.
+    pub(crate) fn leak_hits(
+        &self,
+        text: &str,
+        fingerprint: &PromptFingerprint,
+        out: &mut Vec<Hit>,
+    ) {
+        for canary in &self.output.canaries {
+            let mut from = 0;
+            while let Some(pos) = text.get(from..).and_then(|t| t.find(canary.as_str())) {
+                let start = from + pos;
+                out.push(Hit {
+                    rule: self.detectors.leak_canary,
+                    start,
+                    end: start + canary.len(),
+                });
+                from = start + canary.len();
+            }
+        }
+        if !fingerprint.is_empty() {
+            let (seen, span) = fingerprint.overlap(text);
+            if let Some((s, e)) = span {
+                if overlap_exceeds(seen, fingerprint.len(), self.output.overlap) {
+                    out.push(Hit {
+                        rule: self.detectors.leak_overlap,
+                        start: s,
+                        end: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Scans free text as one user message (what `tollgate scan` does): findings, risk score and
+    /// decision.
+    pub fn scan_text(&self, text: &str) -> (Vec<Finding>, f32, Decision) {
+        let seg = Segment {
+            role: Role::User,
+            message_index: 0,
+            pointer: String::new(),
+            text: text.to_string(),
+        };
+        let mut hits = Vec::new();
+        self.detectors.scan(
+            text,
+            self.request_set(Role::User),
+            &mut Normalizer::new(),
+            &mut hits,
+        );
+        let tagged: Vec<(usize, Hit)> = hits.into_iter().map(|h| (0, h)).collect();
+        let segs = [seg];
+        let (findings, strongest) = self.findings(&tagged, &segs, Direction::Request);
+        let risk = risk_score(
+            findings
+                .iter()
+                .filter(|f| f.category.starts_with("injection"))
+                .filter_map(|f| {
+                    self.detectors
+                        .rules()
+                        .iter()
+                        .find(|r| r.id == f.rule_id)
+                        .map(|r| (&*r.id, r.weight))
+                }),
+        );
+        (findings, risk, self.policy.decide(strongest, risk))
+    }
+
+    /// Cost of `usage` on `model` in micro-USD, `None` when the model has no known price.
+    pub fn cost(&self, model: &str, usage: &Usage) -> Option<u64> {
+        self.prices.cost(model, usage)
+    }
+}
+
+/// Whether `seen` of `total` prompt n-grams reach the configured share.
+pub(crate) fn overlap_exceeds(seen: usize, total: usize, share: f32) -> bool {
+    if share <= 0.0 || total == 0 || seen == 0 {
+        return false;
+    }
+    (seen as f32) >= (total as f32 * share).ceil().max(1.0)
+}
+
+fn pii_or_secret_builtin(id: &str) -> bool {
+    crate::detect::pii::PII_TYPES.iter().any(|t| t.id == id)
+        || crate::detect::secret_rules().iter().any(|r| r.id == id)
+        || crate::detect::injection_rules().iter().any(|r| r.id == id)
+}
+
+/// Input token estimate: the text plus a few tokens of framing per message.
+fn estimate_input(parsed: &ParsedRequest) -> u64 {
+    let text: u64 = parsed
+        .segments
+        .iter()
+        .map(|s| estimate_tokens(&s.text))
+        .sum();
+    let messages = parsed
+        .segments
+        .iter()
+        .map(|s| s.message_index)
+        .max()
+        .map_or(0, |m| u64::from(m) + 1);
+    text + messages * 4 + 3
+}
+
+/// What the engine parsed from a request, for callers that want it without analysis.
+pub fn parse_request(operation: Operation, body: &[u8]) -> Result<ParsedRequest, EngineError> {
+    provider::parse_request(operation, body)
+}

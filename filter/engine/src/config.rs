@@ -1,0 +1,423 @@
+//! Configuration in two stages. [`RawConfig`] is exactly what an operator writes (JSON in the
+//! Envoy plugin configuration, JSON or YAML for the CLI): every field documented, defaulted, and
+//! unknown fields rejected. [`crate::Engine::from_config`] compiles it once — regexes built,
+//! prices parsed, routes checked — into the form every request shares. Every error names the
+//! field path (`policy.rules.pii.email`, `routes[1].path_prefix`).
+
+use crate::detect::Severity;
+use crate::error::EngineError;
+use crate::policy::{Action, RedactionMode};
+use crate::provider::{Operation, Provider, Role};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Which requests are LLM calls. Empty (the default) means: every path that looks like a
+    /// known LLM API (`/v1/chat/completions`, `/v1/messages`, `...:generateContent`, ...).
+    pub routes: Vec<RawRoute>,
+    pub limits: RawLimits,
+    pub detectors: RawDetectors,
+    pub policy: RawPolicy,
+    /// Extra or overriding model prices, keyed by model name (prefix match on `-`).
+    pub prices: BTreeMap<String, RawPrice>,
+    /// When a body cannot be analysed (malformed, too large), reject it instead of passing it.
+    pub fail_closed: bool,
+    /// Add `stream_options.include_usage: true` to OpenAI streaming chat requests that lack it
+    /// (and drop the extra usage-only chunk from what the client receives).
+    pub inject_stream_usage: bool,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            routes: Vec::new(),
+            limits: RawLimits::default(),
+            detectors: RawDetectors::default(),
+            policy: RawPolicy::default(),
+            prices: BTreeMap::new(),
+            fail_closed: false,
+            inject_stream_usage: false,
+        }
+    }
+}
+
+/// One LLM route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Name used in metrics and summaries.
+    pub name: String,
+    /// Path prefix this route covers (default `/`).
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    /// Only requests with this `:authority` / `Host` (exact, case-insensitive, port ignored).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Provider override; detected from the path when absent.
+    #[serde(default)]
+    pub provider: Option<Provider>,
+    /// Operation override; detected from the path when absent (required for paths that do not
+    /// end like a known API).
+    #[serde(default)]
+    pub operation: Option<Operation>,
+}
+
+fn default_prefix() -> String {
+    "/".to_string()
+}
+
+/// Size limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Largest request body analysed (bytes); larger ones pass unanalysed (or 413 if fail-closed).
+    pub max_request_body_bytes: usize,
+    /// Largest non-streamed response body analysed (bytes).
+    pub max_response_body_bytes: usize,
+    /// Output text held back in streams while redaction is on, so a secret split across chunks is
+    /// still caught (bytes, 16 to 16384).
+    pub stream_holdback_bytes: usize,
+    /// Largest single SSE event kept for parsing (bytes).
+    pub max_event_bytes: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_request_body_bytes: 1 << 20,
+            max_response_body_bytes: 4 << 20,
+            stream_holdback_bytes: 256,
+            max_event_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Detector switches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDetectors {
+    pub injection: RawFamily,
+    pub pii: RawPii,
+    pub secrets: RawFamily,
+    pub output: RawOutput,
+    /// Rule ids to switch off.
+    pub disabled_rules: Vec<String>,
+}
+
+impl Default for RawDetectors {
+    fn default() -> Self {
+        RawDetectors {
+            injection: RawFamily {
+                enabled: true,
+                roles: vec![Role::User, Role::Tool],
+            },
+            pii: RawPii::default(),
+            secrets: RawFamily {
+                enabled: true,
+                roles: all_roles(),
+            },
+            output: RawOutput::default(),
+            disabled_rules: Vec::new(),
+        }
+    }
+}
+
+fn all_roles() -> Vec<Role> {
+    vec![
+        Role::System,
+        Role::Developer,
+        Role::User,
+        Role::Assistant,
+        Role::Tool,
+    ]
+}
+
+/// A request-side detector family.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFamily {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Message roles whose text is scanned.
+    pub roles: Vec<Role>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// PII detection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPii {
+    pub enabled: bool,
+    /// Message roles whose text is scanned (default: all).
+    pub roles: Vec<Role>,
+    /// Extra patterns, reported as `pii.custom.<name>`.
+    pub custom: Vec<RawCustomPattern>,
+}
+
+impl Default for RawPii {
+    fn default() -> Self {
+        RawPii {
+            enabled: true,
+            roles: all_roles(),
+            custom: Vec::new(),
+        }
+    }
+}
+
+/// A custom PII pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomPattern {
+    /// Lowercase name: letters, digits and `-`.
+    pub name: String,
+    /// Regex (Rust regex syntax) over the original text.
+    pub pattern: String,
+    #[serde(default = "medium")]
+    pub severity: Severity,
+}
+
+fn medium() -> Severity {
+    Severity::Medium
+}
+
+/// Response-side rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOutput {
+    pub enabled: bool,
+    pub secrets: bool,
+    pub pii: bool,
+    pub exfiltration: bool,
+    /// Hosts (and their subdomains) that links and images may point to.
+    pub link_allowlist: Vec<String>,
+    /// Strings planted in system prompts; seeing one in an output is a leak.
+    pub canaries: Vec<String>,
+    /// Share of the system prompt's word 8-grams that, repeated in an output, count as leakage
+    /// (0 disables).
+    pub system_prompt_overlap: f32,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput {
+            enabled: true,
+            secrets: true,
+            pii: true,
+            exfiltration: true,
+            link_allowlist: Vec::new(),
+            canaries: Vec::new(),
+            system_prompt_overlap: 0.25,
+        }
+    }
+}
+
+/// Decisions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    /// Decide and record, but never block or rewrite.
+    pub shadow: bool,
+    /// Risk score (0..1) at or above which a request is blocked.
+    pub block_threshold: f32,
+    /// Risk score at or above which a request is at least tagged.
+    pub tag_threshold: f32,
+    /// Action per category or category prefix (`injection`, `injection.jailbreak`, `pii`).
+    pub categories: BTreeMap<String, Action>,
+    /// Action per rule id; wins over categories.
+    pub rules: BTreeMap<String, Action>,
+    pub redaction: RedactionMode,
+    /// HTTP status of a block (400-499).
+    pub block_status: u16,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        RawPolicy {
+            shadow: false,
+            block_threshold: 0.9,
+            tag_threshold: 0.5,
+            categories: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            redaction: RedactionMode::Placeholder,
+            block_status: 403,
+        }
+    }
+}
+
+/// A price entry: decimal USD per million tokens, as a string ("2.50") or a number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input: serde_json::Value,
+    pub output: serde_json::Value,
+    /// Defaults to `input`.
+    #[serde(default)]
+    pub cached_input: Option<serde_json::Value>,
+    /// Defaults to `input`.
+    #[serde(default)]
+    pub cache_write: Option<serde_json::Value>,
+    /// Defaults to `output`.
+    #[serde(default)]
+    pub reasoning: Option<serde_json::Value>,
+}
+
+impl RawConfig {
+    /// Parses JSON, naming the offending field on error.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EngineError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(RawConfig::default());
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            EngineError::config(
+                if path == "." {
+                    "(root)".to_string()
+                } else {
+                    path
+                },
+                e.into_inner().to_string(),
+            )
+        })
+    }
+
+    /// Checks values serde cannot (ranges, names); compile-time checks (regexes, prices) come
+    /// from [`crate::Engine::from_config`].
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let l = &self.limits;
+        if l.max_request_body_bytes == 0 {
+            return Err(EngineError::config(
+                "limits.max_request_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if l.max_response_body_bytes == 0 {
+            return Err(EngineError::config(
+                "limits.max_response_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if !(16..=16384).contains(&l.stream_holdback_bytes) {
+            return Err(EngineError::config(
+                "limits.stream_holdback_bytes",
+                "must be between 16 and 16384",
+            ));
+        }
+        if l.max_event_bytes < 1024 {
+            return Err(EngineError::config(
+                "limits.max_event_bytes",
+                "must be at least 1024",
+            ));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.name.trim().is_empty() {
+                return Err(EngineError::config(
+                    format!("routes[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !r.path_prefix.starts_with('/') {
+                return Err(EngineError::config(
+                    format!("routes[{i}].path_prefix"),
+                    "must start with '/'",
+                ));
+            }
+        }
+        for (i, c) in self.detectors.pii.custom.iter().enumerate() {
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(EngineError::config(
+                    format!("detectors.pii.custom[{i}].name"),
+                    "use lowercase letters, digits and '-'",
+                ));
+            }
+        }
+        let o = &self.detectors.output;
+        if !(0.0..=1.0).contains(&o.system_prompt_overlap) {
+            return Err(EngineError::config(
+                "detectors.output.system_prompt_overlap",
+                "must be between 0 and 1",
+            ));
+        }
+        for (i, c) in o.canaries.iter().enumerate() {
+            if c.trim().len() < 6 {
+                return Err(EngineError::config(
+                    format!("detectors.output.canaries[{i}]"),
+                    "must be at least 6 characters",
+                ));
+            }
+        }
+        let p = &self.policy;
+        if !(0.0..=1.0).contains(&p.block_threshold) || p.block_threshold == 0.0 {
+            return Err(EngineError::config(
+                "policy.block_threshold",
+                "must be in (0, 1]",
+            ));
+        }
+        if !(0.0..=1.0).contains(&p.tag_threshold) || p.tag_threshold == 0.0 {
+            return Err(EngineError::config(
+                "policy.tag_threshold",
+                "must be in (0, 1]",
+            ));
+        }
+        if !(400..=499).contains(&p.block_status) {
+            return Err(EngineError::config(
+                "policy.block_status",
+                "must be a 4xx status",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        match RawConfig::from_json(json.as_bytes()).and_then(|c| c.validate().map(|_| c)) {
+            Ok(_) => panic!("accepted {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let c = RawConfig::from_json(b"").unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.validate().is_ok());
+        let c = RawConfig::from_json(b"{}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.max_request_body_bytes, 1 << 20);
+        assert_eq!(c.detectors.injection.roles, vec![Role::User, Role::Tool]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err(r#"{"limits": {"max_request_body_bytes": "big"}}"#)
+            .contains("limits.max_request_body_bytes"));
+        assert!(err(r#"{"policy": {"rules": {"pii.email": "explode"}}}"#)
+            .contains("policy.rules.pii.email"));
+        assert!(
+            err(r#"{"routes": [{"name": "a", "path_prefix": "/v1", "provider": "nope"}]}"#)
+                .contains("routes[0].provider")
+        );
+        assert!(err(
+            r#"{"detectors": {"injection": {"enabled": true, "roles": ["user"], "extra": 1}}}"#
+        )
+        .contains("detectors.injection"));
+        assert!(err(r#"{"limits": {"stream_holdback_bytes": 1}}"#)
+            .contains("limits.stream_holdback_bytes"));
+        assert!(err(r#"{"typo": 1}"#).contains("typo"));
+        assert!(err(r#"{"routes": [{"name": "x", "path_prefix": "v1"}]}"#)
+            .contains("routes[0].path_prefix"));
+    }
+}

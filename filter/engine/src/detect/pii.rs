@@ -1,0 +1,482 @@
+//! Personal data detectors: structural patterns over the original text, each confirmed by a
+//! validator so that look-alikes (order numbers, timestamps, versions, UUIDs, hashes) are
+//! rejected. Cards need a known issuer prefix and the Luhn check; IBANs their country's length
+//! and mod-97; SSNs the ranges the SSA issues; IPv6 a real parse; phone numbers a plausible digit
+//! count for their form, and bare digit runs only next to a word like "phone" or "call".
+
+use super::rule::Severity;
+
+/// Validates a candidate match `text[start..end]`; may look at the surrounding text.
+pub type Validator = fn(text: &str, start: usize, end: usize) -> bool;
+
+/// A built-in PII type.
+pub struct PiiType {
+    pub id: &'static str,
+    /// Placeholder label for redaction (`[EMAIL_1]`).
+    pub label: &'static str,
+    pub severity: Severity,
+    pub pattern: &'static str,
+    pub validate: Validator,
+    pub description: &'static str,
+}
+
+/// The built-in PII types, in priority order (earlier wins when two overlap).
+pub static PII_TYPES: &[PiiType] = &[
+    PiiType {
+        id: "pii.card",
+        label: "CARD",
+        severity: Severity::High,
+        pattern: r"\b\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?\b",
+        validate: valid_card,
+        description: "Payment card number (issuer prefix, 13-19 digits, Luhn)",
+    },
+    PiiType {
+        id: "pii.iban",
+        label: "IBAN",
+        severity: Severity::High,
+        pattern: r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+        validate: valid_iban,
+        description: "International bank account number (country length, mod-97)",
+    },
+    PiiType {
+        id: "pii.ssn",
+        label: "SSN",
+        severity: Severity::High,
+        pattern: r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
+        validate: valid_ssn,
+        description: "US social security number (issued ranges)",
+    },
+    PiiType {
+        id: "pii.email",
+        label: "EMAIL",
+        severity: Severity::Medium,
+        pattern: r"(?i)\b[a-z0-9][a-z0-9._%+-]{0,63}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.){1,8}[a-z]{2,24}\b",
+        validate: valid_email,
+        description: "Email address",
+    },
+    PiiType {
+        id: "pii.phone",
+        label: "PHONE",
+        severity: Severity::Medium,
+        pattern: r"(?:\+|\b00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?\(?\d{1,5}\)?(?:[ ./-]?\d{1,5}){1,6}\b|(?:\(0\d{1,5}\)|\b0\d{1,5})[ ./-]?\d{2,8}(?:[ .-]?\d{2,5}){0,4}\b|(?:\([2-9]\d{2}\)|\b[2-9]\d{2})[ .-]?\d{3}[ .-]?\d{4}\b|\b[6-9]\d{4}[ -]?\d{5}\b",
+        validate: valid_phone,
+        description: "Phone number (E.164 and US, UK, DE, FR, IN national formats)",
+    },
+    PiiType {
+        id: "pii.ipv4",
+        label: "IPV4",
+        severity: Severity::Low,
+        pattern: r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b",
+        validate: valid_ipv4,
+        description: "IPv4 address",
+    },
+    PiiType {
+        id: "pii.ipv6",
+        label: "IPV6",
+        severity: Severity::Low,
+        pattern: r"(?i)(?:\b[0-9a-f]{1,4}|::)(?::{1,2}[0-9a-f]{0,4}){2,7}(?:%[0-9a-z]+)?",
+        validate: valid_ipv6,
+        description: "IPv6 address",
+    },
+];
+
+fn digits(s: &str) -> impl Iterator<Item = u32> + '_ {
+    s.chars().filter_map(|c| c.to_digit(10))
+}
+
+fn byte_before(text: &str, start: usize) -> Option<u8> {
+    start
+        .checked_sub(1)
+        .and_then(|i| text.as_bytes().get(i).copied())
+}
+
+fn byte_after(text: &str, end: usize) -> Option<u8> {
+    text.as_bytes().get(end).copied()
+}
+
+/// True when the match continues a longer token: `1.2.3.4.5`, `x-4111...`, `#123`, `v1.2`.
+fn glued(text: &str, start: usize, end: usize) -> bool {
+    let before = byte_before(text, start);
+    let after = byte_after(text, end);
+    let b2 = start
+        .checked_sub(2)
+        .and_then(|i| text.as_bytes().get(i).copied());
+    let a2 = text.as_bytes().get(end + 1).copied();
+    matches!(before, Some(b'_' | b'/' | b'=' | b'#'))
+        || matches!(after, Some(b'_'))
+        || (matches!(before, Some(b'.' | b'-' | b':'))
+            && b2.is_some_and(|b| b.is_ascii_alphanumeric()))
+        || (matches!(after, Some(b'.' | b'-' | b':')) && a2.is_some_and(|b| b.is_ascii_digit()))
+}
+
+/// Luhn checksum over the digits of `s`.
+pub fn luhn(s: &str) -> bool {
+    let ds: Vec<u32> = digits(s).collect();
+    if ds.is_empty() {
+        return false;
+    }
+    let sum: u32 = ds
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+fn valid_card(text: &str, start: usize, end: usize) -> bool {
+    let Some(m) = text.get(start..end) else {
+        return false;
+    };
+    if glued(text, start, end) {
+        return false;
+    }
+    let ds: String = m.chars().filter(char::is_ascii_digit).collect();
+    let n = ds.len();
+    if !(13..=19).contains(&n) {
+        return false;
+    }
+    // separators, when present, must be one kind
+    let has_space = m.contains(' ');
+    let has_dash = m.contains('-');
+    if has_space && has_dash {
+        return false;
+    }
+    if ds.bytes().all(|b| Some(b) == ds.bytes().next()) {
+        return false;
+    }
+    let p2: u32 = ds.get(..2).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let p3: u32 = ds.get(..3).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let p4: u32 = ds.get(..4).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let p6: u32 = ds.get(..6).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let issuer = match ds.as_bytes().first() {
+        Some(b'4') => matches!(n, 13 | 16 | 19),              // Visa
+        Some(b'5') => (51..=55).contains(&p2) && n == 16,     // Mastercard
+        Some(b'2') => (2221..=2720).contains(&p4) && n == 16, // Mastercard 2-series
+        Some(b'3') => {
+            ((p2 == 34 || p2 == 37) && n == 15)                             // Amex
+            || ((3528..=3589).contains(&p4) && (16..=19).contains(&n))                // JCB
+            || ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&n)
+        } // Diners
+        Some(b'6') => {
+            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622126..=622925).contains(&p6)) && (16..=19).contains(&n) // Discover
+            || (p2 == 62 && (16..=19).contains(&n))
+        } // UnionPay
+        _ => false,
+    };
+    issuer && luhn(&ds)
+}
+
+fn valid_ssn(text: &str, start: usize, end: usize) -> bool {
+    let Some(m) = text.get(start..end) else {
+        return false;
+    };
+    if glued(text, start, end) {
+        return false;
+    }
+    let seps: Vec<char> = m.chars().filter(|c| !c.is_ascii_digit()).collect();
+    if seps.first() != seps.get(1) {
+        return false;
+    }
+    let ds: String = m.chars().filter(char::is_ascii_digit).collect();
+    let (Some(area), Some(group), Some(serial)) = (ds.get(..3), ds.get(3..5), ds.get(5..9)) else {
+        return false;
+    };
+    let area: u32 = area.parse().unwrap_or(0);
+    area != 0 && area != 666 && area < 900 && group != "00" && serial != "0000"
+}
+
+fn iban_length(country: &str) -> Option<usize> {
+    Some(match country {
+        "NO" => 15,
+        "BE" => 16,
+        "DK" | "FI" | "FO" | "GL" | "NL" => 18,
+        "MK" | "SI" => 19,
+        "AT" | "BA" | "EE" | "KZ" | "LT" | "LU" | "XK" => 20,
+        "CH" | "HR" | "LI" | "LV" => 21,
+        "BG" | "BH" | "CR" | "DE" | "GB" | "GE" | "IE" | "ME" | "RS" | "VA" => 22,
+        "AE" | "GI" | "IL" | "IQ" | "TL" => 23,
+        "AD" | "CZ" | "ES" | "MD" | "PK" | "RO" | "SA" | "SE" | "SK" | "TN" | "VG" => 24,
+        "PT" | "ST" => 25,
+        "IS" | "TR" => 26,
+        "FR" | "GR" | "IT" | "MC" | "MR" | "SM" => 27,
+        "AL" | "AZ" | "BY" | "CY" | "DO" | "GT" | "HU" | "LB" | "PL" | "SV" => 28,
+        "BR" | "EG" | "PS" | "QA" | "UA" => 29,
+        "JO" | "KW" | "MU" => 30,
+        "MT" | "SC" => 31,
+        "LC" => 32,
+        _ => return None,
+    })
+}
+
+/// IBAN check: known country, its length, and mod-97 == 1.
+pub fn iban_ok(compact: &str) -> bool {
+    let Some(country) = compact.get(..2) else {
+        return false;
+    };
+    if iban_length(country) != Some(compact.len()) {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut rem: u32 = 0;
+    for c in tail.chars().chain(head.chars()) {
+        let v = match c.to_digit(36) {
+            Some(v) => v,
+            None => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn valid_iban(text: &str, start: usize, end: usize) -> bool {
+    let Some(m) = text.get(start..end) else {
+        return false;
+    };
+    let compact: String = m.chars().filter(|c| *c != ' ').collect();
+    iban_ok(&compact)
+}
+
+fn valid_email(text: &str, start: usize, end: usize) -> bool {
+    let Some(m) = text.get(start..end) else {
+        return false;
+    };
+    let Some((local, domain)) = m.split_once('@') else {
+        return false;
+    };
+    !local.ends_with('.')
+        && !local.contains("..")
+        && !domain.contains("..")
+        && byte_before(text, start) != Some(b'@')
+}
+
+fn valid_ipv4(text: &str, start: usize, end: usize) -> bool {
+    if glued(text, start, end) || matches!(byte_before(text, start), Some(b'v' | b'V')) {
+        return false;
+    }
+    // "version 1.2.3.4" is a version, not an address
+    let lead = text
+        .get(start.saturating_sub(12)..start)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    !lead.contains("version") && !lead.contains("ver.")
+}
+
+fn valid_ipv6(text: &str, start: usize, end: usize) -> bool {
+    let Some(m) = text.get(start..end) else {
+        return false;
+    };
+    let addr = m.split('%').next().unwrap_or(m);
+    if matches!(byte_before(text, start), Some(b':' | b'.'))
+        || byte_after(text, end).is_some_and(|b| b.is_ascii_alphanumeric() || b == b':')
+    {
+        return false;
+    }
+    let groups = addr.split(':').filter(|g| !g.is_empty()).count();
+    let compressed = addr.contains("::");
+    let has_digit = addr.bytes().any(|b| b.is_ascii_digit());
+    has_digit
+        && (groups == 8 || (compressed && groups >= 2))
+        && addr.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+const PHONE_CONTEXT: &[&str] = &[
+    "phone",
+    "tel",
+    "call",
+    "mobile",
+    "cell",
+    "whatsapp",
+    "fax",
+    "contact",
+    "number",
+    "reach",
+    "text me",
+    "sms",
+    "handy",
+    "portable",
+    "téléphone",
+    "telefon",
+    "numéro",
+];
+
+fn valid_phone(text: &str, start: usize, end: usize) -> bool {
+    let Some(m) = text.get(start..end) else {
+        return false;
+    };
+    if glued(text, start, end)
+        || byte_before(text, start).is_some_and(|b| b.is_ascii_alphanumeric())
+    {
+        return false;
+    }
+    let n = digits(m).count();
+    let seps = m
+        .chars()
+        .filter(|c| matches!(c, ' ' | '.' | '-' | '/' | '(' | ')'))
+        .count();
+    let dots = m.matches('.').count();
+    // dotted dates (01.02.2024) and times are not phone numbers
+    if m.contains(':') || (dots >= 2 && n <= 8) {
+        return false;
+    }
+    if digits(m).all(|d| Some(d) == digits(m).next()) {
+        return false;
+    }
+    let international = m.starts_with('+') || m.starts_with("00");
+    let ok_len = if international {
+        (8..=15).contains(&(if m.starts_with("00") { n - 2 } else { n }))
+    } else if m.starts_with('0') || m.starts_with("(0") {
+        (9..=12).contains(&n)
+    } else {
+        n == 10
+    };
+    if !ok_len {
+        return false;
+    }
+    if international || seps > 0 {
+        // dashed ISO dates (2024-05-01) are 4-2-2 and never reach 9 digits; ISO with time has ':'
+        return true;
+    }
+    // a bare run of digits counts only next to a phone word
+    let lead = text
+        .get(floor(text, start.saturating_sub(32))..start)
+        .unwrap_or("")
+        .to_lowercase();
+    PHONE_CONTEXT.iter().any(|w| lead.contains(w))
+}
+
+fn floor(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    fn found(id: &str, text: &str) -> Vec<String> {
+        let t = PII_TYPES
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap_or_else(|| panic!("{id}"));
+        let re = Regex::new(t.pattern).unwrap_or_else(|e| panic!("{e}"));
+        re.find_iter(text)
+            .filter(|m| (t.validate)(text, m.start(), m.end()))
+            .map(|m| m.as_str().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn cards() {
+        assert_eq!(
+            found("pii.card", "my card is 4111 1111 1111 1111 thanks"),
+            ["4111 1111 1111 1111"]
+        );
+        assert_eq!(
+            found("pii.card", "amex 3782-822463-10005"),
+            ["3782-822463-10005"]
+        );
+        assert_eq!(found("pii.card", "5555555555554444"), ["5555555555554444"]);
+        assert!(found("pii.card", "order #4111111111111112").is_empty());
+        assert!(found("pii.card", "ts 1700000000123 and 4111111111111112").is_empty());
+        assert!(found("pii.card", "id 1234567890123456").is_empty());
+    }
+
+    #[test]
+    fn ssns() {
+        assert_eq!(found("pii.ssn", "SSN 123-45-6789."), ["123-45-6789"]);
+        for bad in [
+            "000-12-3456",
+            "666-12-3456",
+            "912-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "123-45 6789",
+        ] {
+            assert!(found("pii.ssn", bad).is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ibans() {
+        assert_eq!(
+            found("pii.iban", "IBAN DE89 3704 0044 0532 0130 00 ok"),
+            ["DE89 3704 0044 0532 0130 00"]
+        );
+        assert_eq!(
+            found("pii.iban", "GB82WEST12345698765432"),
+            ["GB82WEST12345698765432"]
+        );
+        assert!(found("pii.iban", "DE89 3704 0044 0532 0130 01").is_empty());
+    }
+
+    #[test]
+    fn emails_and_ips() {
+        assert_eq!(
+            found("pii.email", "write to jane.doe+x@mail.example.co.uk now"),
+            ["jane.doe+x@mail.example.co.uk"]
+        );
+        assert_eq!(
+            found("pii.ipv4", "host 192.168.1.20 is up"),
+            ["192.168.1.20"]
+        );
+        assert!(found("pii.ipv4", "version 1.2.3.4 and v10.2.1.0 and 1.2.3.4.5").is_empty());
+        assert_eq!(
+            found("pii.ipv6", "addr 2001:db8::8a2e:370:7334 up"),
+            ["2001:db8::8a2e:370:7334"]
+        );
+        assert!(found("pii.ipv6", "at 12:30:45 use std::vec and a::b").is_empty());
+        assert!(found("pii.ipv6", "uuid 123e4567-e89b-12d3-a456-426614174000").is_empty());
+    }
+
+    #[test]
+    fn phones() {
+        for p in [
+            "+1 415 555 2671",
+            "+44 20 7946 0958",
+            "+49 30 12345678",
+            "+33 1 23 45 67 89",
+            "+91 98765 43210",
+            "(415) 555-2671",
+            "415-555-2671",
+            "020 7946 0958",
+            "07700 900123",
+            "030 12345678",
+            "01 23 45 67 89",
+            "98765 43210",
+        ] {
+            assert_eq!(
+                found("pii.phone", &format!("call me at {p} today")),
+                [p],
+                "{p}"
+            );
+        }
+        assert_eq!(found("pii.phone", "phone: 4155552671"), ["4155552671"]);
+        for n in [
+            "order 4155552671 shipped",
+            "at 2024-05-01T12:30:45Z",
+            "on 01.02.2024",
+            "ts 1700000000123",
+            "v10.2.1",
+        ] {
+            assert!(found("pii.phone", n).is_empty(), "{n}");
+        }
+    }
+}

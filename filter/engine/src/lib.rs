@@ -1,0 +1,36 @@
+//! Tollgate's inline engine: everything the gateway decides about an LLM call, as pure functions
+//! over bytes and config. No proxy-wasm, no async runtime, no I/O: the Envoy plugin, the
+//! `tollgate` CLI and tests all drive the same code, natively or on `wasm32-wasip1`.
+//!
+//! # Layout
+//! - [`config`]: the operator's config (serde, strict) and its validation.
+//! - [`Engine`] (in `analysis`): the compiled config; request and response analysis.
+//! - [`stream`]: response streams — usage, incremental scanning, hold-back redaction.
+//! - [`provider`]: OpenAI (chat, Responses, embeddings, completions), Anthropic, Gemini codecs.
+//! - [`sse`]: the incremental Server-Sent Events parser.
+//! - [`normalize`]: text folding for keyword rules, with an exact map back to the original bytes.
+//! - [`detect`]: rule tables, PII validators, secrets, encoded payloads, output rules.
+//! - [`policy`]: actions, decisions, redaction text, provider-shaped block bodies.
+//! - [`usage`] and [`price`]: normalised token usage, the estimator, integer money.
+//! - [`error`]: the one error type.
+
+pub mod analysis;
+pub mod config;
+pub mod detect;
+pub mod error;
+pub mod normalize;
+pub mod policy;
+pub mod price;
+pub mod provider;
+pub mod sse;
+pub mod stream;
+pub mod usage;
+
+pub use analysis::{
+    BlockReply, Direction, Engine, Finding, Limits, RequestAnalysis, ResponseAnalysis, RouteMatch,
+};
+pub use config::RawConfig;
+pub use error::EngineError;
+pub use policy::{Action, Decision};
+pub use stream::{Emit, ResponseStream, StreamOutput, StreamSummary};
+pub use usage::Usage;
