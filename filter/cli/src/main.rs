@@ -1,1 +1,409 @@
-fn main() {}
+//! `tollgate`: the inline engine on the command line, with the same config format as the Envoy
+//! filter.
+//!
+//! # Layout
+//! - `scan`: text, JSONL or a whole provider request body → findings and the decided action.
+//! - `check-config`: validates a config file (JSON or YAML); errors name the field.
+//! - `rules`: every built-in rule with id, category, severity and description.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tollgate_engine::{Decision, Engine, Finding};
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate's LLM security engine on text, JSONL and request bodies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan text (stdin or FILE) for prompt injection, PII and secrets.
+    Scan {
+        /// Text file to scan (default: stdin).
+        file: Option<PathBuf>,
+        /// Read JSON objects with a `text` field, one per line; write one JSON result per line.
+        #[arg(long)]
+        jsonl: bool,
+        /// Scan a whole provider request body (JSON) instead of plain text.
+        #[arg(long, value_name = "FILE", conflicts_with = "jsonl")]
+        request: Option<PathBuf>,
+        /// API path that tells the provider format of --request.
+        #[arg(long, default_value = "/v1/chat/completions")]
+        path: String,
+        /// Config file (JSON or YAML), the same format as the Envoy filter's.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Output format for plain text and --request.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Exit with status 3 when the decision is at least this action.
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
+    },
+    /// Validate a config file; exit 0 when valid, 1 with the field path when not.
+    CheckConfig { file: PathBuf },
+    /// List every rule.
+    Rules {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOn {
+    Log,
+    Tag,
+    Redact,
+    Block,
+}
+
+impl FailOn {
+    fn decision(self) -> Decision {
+        match self {
+            FailOn::Log => Decision::Log,
+            FailOn::Tag => Decision::Tag,
+            FailOn::Redact => Decision::Redact,
+            FailOn::Block => Decision::Block,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => match load_engine(Some(&file)) {
+            Ok(engine) => {
+                println!(
+                    "{}: ok ({} rules, {} priced models)",
+                    file.display(),
+                    engine.detectors().rules().len(),
+                    engine.prices().len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", file.display());
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Rules { format, config } => {
+            let engine = load_engine(config.as_deref())?;
+            print_rules(&engine, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scan {
+            file,
+            jsonl,
+            request,
+            path,
+            config,
+            format,
+            fail_on,
+        } => {
+            let engine = load_engine(config.as_deref())?;
+            let decision = if jsonl {
+                scan_jsonl(&engine, file.as_deref())?
+            } else if let Some(req) = request {
+                scan_request(&engine, &req, &path, format)?
+            } else {
+                scan_plain(&engine, file.as_deref(), format)?
+            };
+            Ok(match fail_on {
+                Some(f) if decision >= f.decision() => ExitCode::from(3),
+                _ => ExitCode::SUCCESS,
+            })
+        }
+    }
+}
+
+/// Reads a JSON or YAML config (by extension; content sniffed otherwise) and compiles it.
+fn load_engine(path: Option<&Path>) -> Result<Engine> {
+    let Some(path) = path else {
+        return Ok(Engine::with_defaults()?);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let json_bytes =
+        if ext == "json" || (ext != "yaml" && ext != "yml" && text.trim_start().starts_with('{')) {
+            text.into_bytes()
+        } else {
+            let yaml: serde_yaml::Value = serde_yaml::from_str(&text).context("invalid YAML")?;
+            serde_json::to_vec(&yaml).context("YAML is not representable as JSON")?
+        };
+    Ok(Engine::from_json(&json_bytes)?)
+}
+
+fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    match file {
+        Some(p) => buf = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading stdin")?;
+        }
+    }
+    Ok(buf)
+}
+
+#[derive(Serialize)]
+struct FindingOut<'a> {
+    rule_id: &'a str,
+    category: &'a str,
+    severity: &'a str,
+    start: usize,
+    end: usize,
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'a str>,
+}
+
+fn finding_out(f: &Finding, with_location: bool) -> FindingOut<'_> {
+    FindingOut {
+        rule_id: &f.rule_id,
+        category: &f.category,
+        severity: f.severity.as_str(),
+        start: f.start,
+        end: f.end,
+        action: f.action.as_str(),
+        message_index: with_location.then_some(f.message_index),
+        role: with_location.then_some(f.role.as_str()),
+        direction: None,
+    }
+}
+
+#[derive(Serialize)]
+struct ScanOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    action: &'a str,
+    risk_score: f32,
+    findings: Vec<FindingOut<'a>>,
+}
+
+fn scan_plain(engine: &Engine, file: Option<&Path>, format: Format) -> Result<Decision> {
+    let bytes = read_input(file)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (findings, risk, decision) = engine.scan_text(&text);
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let o = ScanOut {
+                index: None,
+                id: None,
+                action: decision.as_str(),
+                risk_score: risk,
+                findings: findings.iter().map(|f| finding_out(f, false)).collect(),
+            };
+            serde_json::to_writer_pretty(&mut out, &o)?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "decision: {}  risk: {:.3}  findings: {}",
+                decision.as_str(),
+                risk,
+                findings.len()
+            )?;
+            for f in &findings {
+                writeln!(
+                    out,
+                    "  {:<8} {:<40} {:<22} {:<8} bytes {}..{}",
+                    f.action.as_str(),
+                    &*f.rule_id,
+                    &*f.category,
+                    f.severity.as_str(),
+                    f.start,
+                    f.end
+                )?;
+            }
+        }
+    }
+    Ok(decision)
+}
+
+fn scan_jsonl(engine: &Engine, file: Option<&Path>) -> Result<Decision> {
+    let reader: Box<dyn BufRead> = match file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut worst = Decision::Allow;
+    for (index, line) in reader.split(b'\n').enumerate() {
+        let line = line.context("reading input")?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"index": index, "error": "empty line"})
+            )?;
+            continue;
+        }
+        let value: serde_json::Value = match serde_json::from_slice(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"index": index, "error": format!("invalid JSON: {e}")})
+                )?;
+                continue;
+            }
+        };
+        let Some(text) = value.get("text").and_then(|t| t.as_str()) else {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"index": index, "error": "no string field `text`"})
+            )?;
+            continue;
+        };
+        let (findings, risk, decision) = engine.scan_text(text);
+        worst = worst.max(decision);
+        let o = ScanOut {
+            index: Some(index),
+            id: value.get("id"),
+            action: decision.as_str(),
+            risk_score: risk,
+            findings: findings.iter().map(|f| finding_out(f, false)).collect(),
+        };
+        serde_json::to_writer(&mut out, &o)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(worst)
+}
+
+fn scan_request(engine: &Engine, file: &Path, path: &str, format: Format) -> Result<Decision> {
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let Some(route) = engine.route(None, path) else {
+        bail!(
+            "path {path} is not an LLM route (use --path /v1/chat/completions, /v1/messages, ...)"
+        );
+    };
+    let analysis = engine.analyze_request(&route, &body)?;
+    let mut out = std::io::stdout().lock();
+    let body_out = match (&analysis.block, &analysis.rewritten_body) {
+        (Some(b), _) => Some(String::from_utf8_lossy(&b.body).into_owned()),
+        (None, Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "provider": analysis.provider.as_str(),
+                "operation": analysis.operation.as_str(),
+                "model": analysis.model,
+                "stream": analysis.stream,
+                "action": analysis.decision.as_str(),
+                "enforced": analysis.enforced,
+                "risk_score": analysis.risk_score,
+                "input_tokens_estimate": analysis.input_tokens_estimate,
+                "findings": analysis.findings.iter().map(|f| finding_out(f, true)).collect::<Vec<_>>(),
+                "block_status": analysis.block.as_ref().map(|b| b.status),
+                "body": body_out.as_deref().and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()),
+            });
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "{} {} model={} stream={}  decision: {}  risk: {:.3}  findings: {}",
+                analysis.provider.as_str(),
+                analysis.operation.as_str(),
+                analysis.model.as_deref().unwrap_or("-"),
+                analysis.stream,
+                analysis.decision.as_str(),
+                analysis.risk_score,
+                analysis.findings.len()
+            )?;
+            for f in &analysis.findings {
+                writeln!(
+                    out,
+                    "  {:<8} {:<40} {:<22} {:<8} message {} ({}) bytes {}..{}",
+                    f.action.as_str(),
+                    &*f.rule_id,
+                    &*f.category,
+                    f.severity.as_str(),
+                    f.message_index,
+                    f.role.as_str(),
+                    f.start,
+                    f.end
+                )?;
+            }
+            if let Some(b) = body_out {
+                writeln!(out, "body sent instead:\n{b}")?;
+            }
+        }
+    }
+    Ok(analysis.decision)
+}
+
+fn print_rules(engine: &Engine, format: Format) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let rules = engine.detectors().rules();
+    if format == Format::Json {
+        let v: Vec<_> = rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": &*r.id, "category": &*r.category, "severity": r.severity.as_str(),
+                    "default_action": engine.policy().action_for(r).as_str(), "description": &*r.description,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for r in rules {
+        writeln!(
+            out,
+            "{:<44} {:<22} {:<8} {:<6} {}",
+            &*r.id,
+            &*r.category,
+            r.severity.as_str(),
+            engine.policy().action_for(r).as_str(),
+            r.description
+        )?;
+    }
+    Ok(())
+}

@@ -16,6 +16,7 @@
 pub mod output;
 pub mod pii;
 pub mod rule;
+pub mod trigger;
 
 mod injection_rules;
 mod secret_rules;
@@ -26,6 +27,7 @@ use base64::Engine as _;
 use regex::{Regex, RegexSet};
 pub use rule::{KeywordRule, SecretRule, Severity};
 use std::sync::Arc;
+use trigger::TriggeredRules;
 
 /// The static prompt-injection table.
 pub fn injection_rules() -> &'static [KeywordRule] {
@@ -112,42 +114,39 @@ pub struct DetectorSettings {
     pub link_allowlist: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum RawCheck {
-    Pii(pii::Validator),
-    Secret {
-        min_entropy: f32,
-        group: Option<usize>,
-    },
-    Custom,
-    Base64,
-    Hex,
-    Exfil,
+/// A PII type compiled.
+#[derive(Debug)]
+struct PiiRule {
+    rule: RuleIdx,
+    regex: Regex,
+    validate: pii::Validator,
 }
 
+/// An exfiltration-link pattern compiled.
 #[derive(Debug)]
-struct RawRule {
-    rule: Option<RuleIdx>,
+struct LinkRule {
+    rule: RuleIdx,
     regex: Regex,
-    check: RawCheck,
 }
 
 /// All rules, compiled.
 #[derive(Debug)]
 pub struct Detectors {
     rules: Vec<RuleMeta>,
-    keyword_set: RegexSet,
-    keyword_rules: Vec<(RuleIdx, Regex)>,
-    raw_set: RegexSet,
-    raw_rules: Vec<RawRule>,
+    keywords: TriggeredRules,
+    keyword_rules: Vec<RuleIdx>,
+    secrets: TriggeredRules,
+    /// (rule, minimum entropy, index of the `secret` group)
+    secret_rules: Vec<(RuleIdx, f32, Option<usize>)>,
+    pii_set: RegexSet,
+    pii: Vec<PiiRule>,
+    links: Vec<LinkRule>,
     encoded_base64: RuleIdx,
     encoded_hex: RuleIdx,
     pub(crate) leak_canary: RuleIdx,
     pub(crate) leak_overlap: RuleIdx,
     link_allowlist: Vec<String>,
 }
-
-const DEFAULT_EXFIL_ALLOW: &[&str] = &[];
 
 /// Rewrites Perl classes in a rule source to their ASCII meaning: `\d` is `[0-9]`, `\w` is
 /// `[0-9A-Za-z_]`, `\s` is ASCII whitespace and `\b` an ASCII word boundary. Unicode classes
@@ -230,10 +229,8 @@ impl Detectors {
             .iter()
             .filter(|r| !disabled(r.id))
         {
-            let src = ascii_classes(r.pattern);
-            let regex = build_regex(&src)
-                .map_err(|e| EngineError::config(format!("rule {}", r.id), e.to_string()))?;
-            let idx = push(
+            keyword_sources.push(ascii_classes(r.pattern));
+            keyword_rules.push(push(
                 &mut rules,
                 meta(
                     r.id,
@@ -244,12 +241,15 @@ impl Detectors {
                     "INJECTION",
                     r.description,
                 ),
-            );
-            keyword_rules.push((idx, regex));
-            keyword_sources.push(src);
+            ));
         }
-        let keyword_set = build_set(&keyword_sources)
-            .map_err(|e| EngineError::config("injection rules", e.to_string()))?;
+        let name_of = |rules: &[RuleMeta], idx: Option<&RuleIdx>| {
+            idx.and_then(|r| rules.get(usize::from(*r)))
+                .map_or("?".to_string(), |r| r.id.to_string())
+        };
+        let keywords = TriggeredRules::new(&keyword_sources).map_err(|(i, e)| {
+            EngineError::config(format!("rule {}", name_of(&rules, keyword_rules.get(i))), e)
+        })?;
         let encoded_base64 = push(
             &mut rules,
             meta(
@@ -275,15 +275,15 @@ impl Detectors {
             ),
         );
 
-        // raw rules over the original text
-        let mut raw_rules = Vec::new();
+        // credentials over the original text, and custom patterns (reported as PII)
+        let mut secret_rules = Vec::new();
+        let mut secret_idx = Vec::new();
+        let mut secret_sources = Vec::new();
         for r in secret_rules::SECRET_RULES
             .iter()
             .filter(|r| !disabled(r.id))
         {
-            let regex = build_regex(&ascii_classes(r.pattern))
-                .map_err(|e| EngineError::config(format!("rule {}", r.id), e.to_string()))?;
-            let group = regex.capture_names().position(|n| n == Some("secret"));
+            secret_sources.push(ascii_classes(r.pattern));
             let idx = push(
                 &mut rules,
                 meta(
@@ -296,15 +296,40 @@ impl Detectors {
                     r.description,
                 ),
             );
-            raw_rules.push(RawRule {
-                rule: Some(idx),
-                regex,
-                check: RawCheck::Secret {
-                    min_entropy: r.min_entropy,
-                    group,
-                },
-            });
+            secret_rules.push((idx, r.min_entropy, None));
+            secret_idx.push(idx);
         }
+        for (i, c) in settings.custom_pii.iter().enumerate() {
+            build_regex(&c.pattern).map_err(|e| {
+                EngineError::config(format!("detectors.pii.custom[{i}].pattern"), e.to_string())
+            })?;
+            secret_sources.push(c.pattern.clone());
+            let id = format!("pii.custom.{}", c.name);
+            let label = c.name.to_ascii_uppercase().replace(['-', '.'], "_");
+            let idx = push(
+                &mut rules,
+                meta(
+                    &id,
+                    "pii",
+                    c.severity,
+                    1.0,
+                    RuleKind::Pii,
+                    &label,
+                    "Custom pattern from config",
+                ),
+            );
+            secret_rules.push((idx, 0.0, None));
+            secret_idx.push(idx);
+        }
+        let secrets = TriggeredRules::new(&secret_sources).map_err(|(i, e)| {
+            EngineError::config(format!("rule {}", name_of(&rules, secret_idx.get(i))), e)
+        })?;
+        for (i, r) in secret_rules.iter_mut().enumerate() {
+            r.2 = secrets.group_index(i, "secret");
+        }
+
+        // PII types
+        let mut pii_rules = Vec::new();
         for t in pii::PII_TYPES.iter().filter(|t| !disabled(t.id)) {
             let regex = build_regex(&ascii_classes(t.pattern))
                 .map_err(|e| EngineError::config(format!("rule {}", t.id), e.to_string()))?;
@@ -320,50 +345,19 @@ impl Detectors {
                     t.description,
                 ),
             );
-            raw_rules.push(RawRule {
-                rule: Some(idx),
+            pii_rules.push(PiiRule {
+                rule: idx,
                 regex,
-                check: RawCheck::Pii(t.validate),
+                validate: t.validate,
             });
         }
-        for (i, c) in settings.custom_pii.iter().enumerate() {
-            let regex = build_regex(&c.pattern).map_err(|e| {
-                EngineError::config(format!("detectors.pii.custom[{i}].pattern"), e.to_string())
-            })?;
-            let id = format!("pii.custom.{}", c.name);
-            let label = c.name.to_ascii_uppercase().replace(['-', '.'], "_");
-            let idx = push(
-                &mut rules,
-                meta(
-                    &id,
-                    "pii",
-                    c.severity,
-                    1.0,
-                    RuleKind::Pii,
-                    &label,
-                    "Custom pattern from config",
-                ),
-            );
-            raw_rules.push(RawRule {
-                rule: Some(idx),
-                regex,
-                check: RawCheck::Custom,
-            });
-        }
+        let pii_set = build_set(pii_rules.iter().map(|r| r.regex.as_str()))
+            .map_err(|e| EngineError::config("pii rules", e.to_string()))?;
+
         let fixed = |src: &str| {
             build_regex(&ascii_classes(src))
                 .map_err(|e| EngineError::config("built-in pattern", e.to_string()))
         };
-        raw_rules.push(RawRule {
-            rule: None,
-            regex: fixed(r"[A-Za-z0-9+/_-]{24,}={0,2}")?,
-            check: RawCheck::Base64,
-        });
-        raw_rules.push(RawRule {
-            rule: None,
-            regex: fixed(r"\b(?:[0-9a-fA-F]{2}[ :]?){16,}")?,
-            check: RawCheck::Hex,
-        });
         let img = push(
             &mut rules,
             meta(
@@ -388,18 +382,20 @@ impl Detectors {
                 "Markdown link whose URL sends data to a host outside the allowlist",
             ),
         );
-        raw_rules.push(RawRule {
-            rule: Some(img),
-            regex: fixed(r#"!\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]{1,2000})|<img\b[^>]{0,200}?\bsrc\s*=\s*["']?(?P<url2>https?://[^\s"'>]{1,2000})"#)?,
-            check: RawCheck::Exfil,
-        });
-        raw_rules.push(RawRule {
-            rule: Some(link),
-            regex: fixed(r"(?:^|[^!])\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]{1,2000})")?,
-            check: RawCheck::Exfil,
-        });
-        let raw_set = build_set(raw_rules.iter().map(|r| r.regex.as_str()))
-            .map_err(|e| EngineError::config("detector set", e.to_string()))?;
+        let links = vec![
+            LinkRule {
+                rule: img,
+                regex: fixed(
+                    r#"!\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]{1,2000})|(?i:<img)\b[^>]{0,200}?\b(?i:src)\s*=\s*["']?(?P<url2>https?://[^\s"'>]{1,2000})"#,
+                )?,
+            },
+            LinkRule {
+                rule: link,
+                regex: fixed(
+                    r"(?:^|[^!])\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]{1,2000})",
+                )?,
+            },
+        ];
 
         let leak_canary = push(
             &mut rules,
@@ -425,21 +421,23 @@ impl Detectors {
                 "The output repeats a large part of the system prompt verbatim",
             ),
         );
-        let mut link_allowlist: Vec<String> = settings
+        let link_allowlist: Vec<String> = settings
             .link_allowlist
             .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
             .collect();
-        link_allowlist.extend(DEFAULT_EXFIL_ALLOW.iter().map(|s| s.to_string()));
         if rules.len() > usize::from(RuleIdx::MAX) {
             return Err(EngineError::config("detectors", "too many rules"));
         }
         Ok(Detectors {
             rules,
-            keyword_set,
+            keywords,
             keyword_rules,
-            raw_set,
-            raw_rules,
+            secrets,
+            secret_rules,
+            pii_set,
+            pii: pii_rules,
+            links,
             encoded_base64,
             encoded_hex,
             leak_canary,
@@ -458,6 +456,12 @@ impl Detectors {
         self.rules.get(usize::from(idx))
     }
 
+    /// Rules that no literal can trigger and that run in the fallback sets: (keyword, secret).
+    /// Each one costs a full scan of the text.
+    pub fn untriggered_rules(&self) -> (usize, usize) {
+        (self.keywords.untriggered(), self.secrets.untriggered())
+    }
+
     /// Runs the families in `set` over `text`, appending hits with spans in `text`.
     pub fn scan(&self, text: &str, set: ScanSet, normalizer: &mut Normalizer, out: &mut Vec<Hit>) {
         if text.is_empty() {
@@ -465,14 +469,23 @@ impl Detectors {
         }
         if set.injection {
             self.scan_keywords(text, normalizer, out, None);
+            self.scan_encoded(text, normalizer, out);
         }
-        if set.pii || set.secrets || set.exfil || set.injection {
-            self.scan_raw(text, set, normalizer, out);
+        let first = out.len();
+        if set.secrets || set.pii {
+            self.scan_secrets(text, set, out);
         }
+        if set.pii {
+            self.scan_pii(text, out);
+        }
+        if set.exfil {
+            self.scan_links(text, out);
+        }
+        suppress_overlaps(&self.rules, out, first);
     }
 
-    /// Keyword rules over the folded `text`; with `as_rule`, every hit is reported as that rule
-    /// over the whole text (used for decoded payloads). Returns the highest weight hit.
+    /// Keyword rules over the folded `text`; with `as_rule`, any hit is reported once as that
+    /// rule over the given span (decoded payloads). Returns whether anything matched.
     fn scan_keywords(
         &self,
         text: &str,
@@ -481,122 +494,167 @@ impl Detectors {
         as_rule: Option<(RuleIdx, usize, usize)>,
     ) -> bool {
         let folded = normalizer.normalize(text);
-        let matched = self.keyword_set.matches(folded.text());
-        if !matched.matched_any() {
+        let mut found = Vec::new();
+        self.keywords.find(folded.text(), &mut found);
+        if found.is_empty() {
             return false;
         }
         if let Some((rule, start, end)) = as_rule {
             out.push(Hit { rule, start, end });
             return true;
         }
-        for i in matched.iter() {
-            if let Some((rule, regex)) = self.keyword_rules.get(i) {
-                for m in regex.find_iter(folded.text()) {
-                    let (start, end) = folded.span_to_original(text, m.start(), m.end());
-                    out.push(Hit {
-                        rule: *rule,
-                        start,
-                        end,
-                    });
-                }
+        for (i, s, e) in found {
+            if let Some(rule) = self.keyword_rules.get(i) {
+                let (start, end) = folded.span_to_original(text, s, e);
+                out.push(Hit {
+                    rule: *rule,
+                    start,
+                    end,
+                });
             }
         }
         true
     }
 
-    fn scan_raw(&self, text: &str, set: ScanSet, normalizer: &mut Normalizer, out: &mut Vec<Hit>) {
-        let first = out.len();
-        for i in self.raw_set.matches(text).iter() {
-            let Some(raw) = self.raw_rules.get(i) else {
-                continue;
-            };
-            match raw.check {
-                RawCheck::Secret { min_entropy, group } if set.secrets => {
-                    for caps in raw.regex.captures_iter(text) {
-                        let m = group.and_then(|g| caps.get(g)).or_else(|| caps.get(0));
-                        if let (Some(m), Some(rule)) = (m, raw.rule) {
-                            if min_entropy <= 0.0 || entropy(m.as_str()) >= min_entropy {
-                                out.push(Hit {
-                                    rule,
-                                    start: m.start(),
-                                    end: m.end(),
-                                });
-                            }
-                        }
-                    }
-                }
-                RawCheck::Pii(validate) if set.pii => {
-                    for m in raw.regex.find_iter(text) {
-                        if let (true, Some(rule)) = (validate(text, m.start(), m.end()), raw.rule) {
-                            out.push(Hit {
-                                rule,
-                                start: m.start(),
-                                end: m.end(),
-                            });
-                        }
-                    }
-                }
-                RawCheck::Custom if set.pii => {
-                    for m in raw.regex.find_iter(text) {
-                        if let (false, Some(rule)) = (m.is_empty(), raw.rule) {
-                            out.push(Hit {
-                                rule,
-                                start: m.start(),
-                                end: m.end(),
-                            });
-                        }
-                    }
-                }
-                RawCheck::Base64 if set.injection => {
-                    for m in raw.regex.find_iter(text).take(64) {
-                        if let Some(decoded) = decode_base64(m.as_str()) {
-                            self.scan_keywords(
-                                &decoded,
-                                normalizer,
-                                out,
-                                Some((self.encoded_base64, m.start(), m.end())),
-                            );
-                        }
-                    }
-                }
-                RawCheck::Hex if set.injection => {
-                    for m in raw.regex.find_iter(text).take(64) {
-                        if let Some(decoded) = decode_hex(m.as_str()) {
-                            self.scan_keywords(
-                                &decoded,
-                                normalizer,
-                                out,
-                                Some((self.encoded_hex, m.start(), m.end())),
-                            );
-                        }
-                    }
-                }
-                RawCheck::Exfil if set.exfil => {
-                    for caps in raw.regex.captures_iter(text) {
-                        let Some(url) = caps.name("url").or_else(|| caps.name("url2")) else {
-                            continue;
-                        };
-                        let Some((host, tail)) = output::url_host(url.as_str()) else {
-                            continue;
-                        };
-                        if !output::host_allowed(host, &self.link_allowlist)
-                            && output::carries_data(tail)
-                        {
-                            if let Some(rule) = raw.rule {
-                                out.push(Hit {
-                                    rule,
-                                    start: url.start(),
-                                    end: url.end(),
-                                });
-                            }
-                        }
-                    }
-                }
-                _ => {}
+    fn scan_encoded(&self, text: &str, normalizer: &mut Normalizer, out: &mut Vec<Hit>) {
+        for (start, end) in encoded_runs(text.as_bytes(), 24, is_base64_byte).take(64) {
+            if let Some(decoded) = text.get(start..end).and_then(decode_base64) {
+                self.scan_keywords(
+                    &decoded,
+                    normalizer,
+                    out,
+                    Some((self.encoded_base64, start, end)),
+                );
             }
         }
-        suppress_overlaps(&self.rules, out, first);
+        for (start, end) in encoded_runs(text.as_bytes(), 32, is_hex_byte).take(64) {
+            if let Some(decoded) = text.get(start..end).and_then(decode_hex) {
+                self.scan_keywords(
+                    &decoded,
+                    normalizer,
+                    out,
+                    Some((self.encoded_hex, start, end)),
+                );
+            }
+        }
     }
+
+    fn scan_secrets(&self, text: &str, set: ScanSet, out: &mut Vec<Hit>) {
+        let mut found = Vec::new();
+        self.secrets.find(text, &mut found);
+        for (i, s, e) in found {
+            let Some(&(rule, min_entropy, group)) = self.secret_rules.get(i) else {
+                continue;
+            };
+            let kind = self.rules.get(usize::from(rule)).map(|r| r.kind);
+            if (kind == Some(RuleKind::Secret) && !set.secrets)
+                || (kind == Some(RuleKind::Pii) && !set.pii)
+            {
+                continue;
+            }
+            let (start, end) = match group.and_then(|g| {
+                self.secrets
+                    .captures_at(i, text, s)
+                    .and_then(|c| c.get_group(g))
+            }) {
+                Some(span) => (span.start, span.end),
+                None => (s, e),
+            };
+            if start >= end {
+                continue;
+            }
+            if min_entropy <= 0.0
+                || text
+                    .get(start..end)
+                    .is_some_and(|v| entropy(v) >= min_entropy)
+            {
+                out.push(Hit { rule, start, end });
+            }
+        }
+    }
+
+    fn scan_pii(&self, text: &str, out: &mut Vec<Hit>) {
+        // every built-in type needs a digit, except email, which needs '@'
+        if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+            return;
+        }
+        for i in self.pii_set.matches(text).iter() {
+            let Some(p) = self.pii.get(i) else { continue };
+            for m in p.regex.find_iter(text) {
+                if (p.validate)(text, m.start(), m.end()) {
+                    out.push(Hit {
+                        rule: p.rule,
+                        start: m.start(),
+                        end: m.end(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn scan_links(&self, text: &str, out: &mut Vec<Hit>) {
+        let bytes = text.as_bytes();
+        if memchr::memmem::find(bytes, b"](").is_none()
+            && !bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b"<img"))
+        {
+            return;
+        }
+        for l in &self.links {
+            for caps in l.regex.captures_iter(text) {
+                let Some(url) = caps.name("url").or_else(|| caps.name("url2")) else {
+                    continue;
+                };
+                let Some((host, tail)) = output::url_host(url.as_str()) else {
+                    continue;
+                };
+                if !output::host_allowed(host, &self.link_allowlist) && output::carries_data(tail) {
+                    out.push(Hit {
+                        rule: l.rule,
+                        start: url.start(),
+                        end: url.end(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+}
+
+fn is_hex_byte(b: u8) -> bool {
+    b.is_ascii_hexdigit() || b == b' ' || b == b':'
+}
+
+/// Maximal runs of `class` bytes at least `min` long; separators (space, colon) never start or
+/// end a run.
+fn encoded_runs(
+    bytes: &[u8],
+    min: usize,
+    class: fn(u8) -> bool,
+) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0usize;
+    let solid = move |b: u8| class(b) && b != b' ' && b != b':';
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            while bytes.get(i).is_some_and(|&b| !solid(b)) {
+                i += 1;
+            }
+            let start = i;
+            while bytes.get(i).is_some_and(|&b| class(b)) {
+                i += 1;
+            }
+            let mut end = i;
+            while end > start && bytes.get(end - 1).is_some_and(|&b| !solid(b)) {
+                end -= 1;
+            }
+            if end - start >= min {
+                return Some((start, end));
+            }
+        }
+        None
+    })
 }
 
 /// Among raw hits (from `first` on), drops a hit that overlaps an earlier-priority one:
@@ -672,6 +730,9 @@ fn printable(decoded: Vec<u8>) -> Option<String> {
 }
 
 fn decode_base64(run: &str) -> Option<String> {
+    if run.contains(' ') {
+        return None;
+    }
     if run.len() > MAX_DECODE {
         return None;
     }
