@@ -2,11 +2,13 @@
 //!
 //! A `RegexSet` over a hundred rules with bounded gaps builds a lazy DFA too large for its cache
 //! and falls back to a slow engine (measured: 5 MB/s for the injection table). Instead, each
-//! rule's prefix literals are extracted from its syntax tree (every match of the rule starts with
-//! one of them), all literals go into one Aho-Corasick automaton, and a rule's regex runs only
-//! where one of its literals occurs, anchored there, so a miss costs a few steps. Each rule is
-//! triggered by its prefix or its suffix literals, whichever are rarer; rules with no
-//! set. Matches are the same as each rule's own leftmost-first, non-overlapping `find_iter`.
+//! rule's literals are extracted from its syntax tree — prefix literals (every match starts with
+//! one) or suffix literals (every match ends with one), whichever set is rarer — and all of them
+//! go into one Aho-Corasick automaton. A rule's regex runs only where one of its literals occurs:
+//! anchored at a prefix literal, or over the bounded window that ends at a suffix literal. Rules
+//! with no selective literal at either end run alone, where the regex engine's own prefilters
+//! (inner literals included) apply. Matches are the same as each rule's own leftmost-first,
+//! non-overlapping `find_iter`.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex_automata::util::captures::Captures;
