@@ -119,7 +119,7 @@ pub struct DetectorSettings {
 struct PiiRule {
     rule: RuleIdx,
     regex: Regex,
-    validate: pii::Validator,
+    kind: &'static pii::PiiType,
 }
 
 /// An exfiltration-link pattern compiled.
@@ -348,7 +348,7 @@ impl Detectors {
             pii_rules.push(PiiRule {
                 rule: idx,
                 regex,
-                validate: t.validate,
+                kind: t,
             });
         }
         let pii_set = build_set(pii_rules.iter().map(|r| r.regex.as_str()))
@@ -580,13 +580,28 @@ impl Detectors {
         }
         for i in self.pii_set.matches(text).iter() {
             let Some(p) = self.pii.get(i) else { continue };
-            for m in p.regex.find_iter(text) {
-                if (p.validate)(text, m.start(), m.end()) {
-                    out.push(Hit {
-                        rule: p.rule,
-                        start: m.start(),
-                        end: m.end(),
-                    });
+            // a rejected candidate may hide a valid one inside it: retry from the next character
+            let mut pos = 0;
+            while let Some(m) = p.regex.find_at(text, pos) {
+                match pii::confirm(p.kind, text, m.start(), m.end()) {
+                    Some((start, end)) => {
+                        out.push(Hit {
+                            rule: p.rule,
+                            start,
+                            end,
+                        });
+                        pos = end.max(m.start() + 1);
+                    }
+                    None => {
+                        pos = m.start()
+                            + text
+                                .get(m.start()..)
+                                .and_then(|r| r.chars().next())
+                                .map_or(1, char::len_utf8)
+                    }
+                }
+                if pos > text.len() {
+                    break;
                 }
             }
         }

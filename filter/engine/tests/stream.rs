@@ -1,0 +1,395 @@
+//! Response streams end to end through the engine: recorded provider streams, any chunking, usage
+//! merged from the events that carry it, findings and in-stream redaction of values split across
+//! chunks, estimates when a stream is cut short, and blocks that end a stream.
+
+use proptest::prelude::*;
+use tollgate_engine::sse::SseParser;
+use tollgate_engine::{Emit, Engine, RequestAnalysis, ResponseStream, StreamSummary};
+
+fn data(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn engine(config: &str) -> Engine {
+    Engine::from_json(config.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The default engine, compiled once for all tests (it is `Sync`).
+fn default_engine() -> &'static Engine {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| engine("{}"))
+}
+
+fn request(engine: &Engine, path: &str, body: &str) -> RequestAnalysis {
+    let route = engine
+        .route(None, path)
+        .unwrap_or_else(|| panic!("no route for {path}"));
+    engine
+        .analyze_request(&route, body.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Feeds `stream` in the given chunks; returns what the client receives and the summary.
+fn run(
+    engine: &Engine,
+    req: &RequestAnalysis,
+    content_type: &str,
+    chunks: &[&[u8]],
+    complete: bool,
+) -> (Vec<u8>, StreamSummary) {
+    let mut s = ResponseStream::new(engine, req, content_type);
+    let mut client = Vec::new();
+    for c in chunks {
+        match s.feed(engine, c).emit {
+            Emit::Same => client.extend_from_slice(c),
+            Emit::Bytes(b) => client.extend_from_slice(&b),
+        }
+    }
+    let (tail, summary) = s.finish(engine, complete);
+    client.extend_from_slice(&tail);
+    (client, summary)
+}
+
+fn chunked(bytes: &[u8], size: usize) -> Vec<&[u8]> {
+    bytes.chunks(size.max(1)).collect()
+}
+
+/// The text a client assembles from OpenAI chat chunks.
+fn openai_text(sse: &[u8]) -> String {
+    let mut events = Vec::new();
+    let mut p = SseParser::new();
+    p.feed(sse, &mut events);
+    p.finish(&mut events);
+    let mut text = String::new();
+    for e in events {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) else {
+            continue;
+        };
+        if let Some(t) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(|t| t.as_str())
+        {
+            text.push_str(t);
+        }
+    }
+    text
+}
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello"}]}"#;
+
+#[test]
+fn openai_stream_exact_usage_and_card_split_across_chunks_is_redacted() {
+    let e = engine("{}");
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let stream = data("openai_chat_stream.sse");
+    let (client, summary) = run(&e, &req, "text/event-stream", &[&stream], true);
+    let u = summary.usage;
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.estimated),
+        (21, 17, false)
+    );
+    assert_eq!(summary.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert!(summary.completed);
+    // 21 * 0.15 + 17 * 0.60 = 13.35 micro-USD, rounded
+    assert_eq!(summary.cost_micro_usd, Some(13));
+    let text = openai_text(&client);
+    assert!(!text.contains("4111"), "card leaked: {text}");
+    assert!(text.contains("[CARD_1]"), "{text}");
+    assert!(
+        text.starts_with("Sure, your card is [CARD_1] and the key is"),
+        "{text}"
+    );
+    assert!(text.ends_with(" done."), "{text}");
+    let ids: Vec<&str> = summary.findings.iter().map(|f| &*f.rule_id).collect();
+    assert!(ids.contains(&"pii.card"), "{ids:?}");
+    // the client still receives well-formed SSE ending with [DONE]
+    assert!(client.ends_with(b"data: [DONE]\n\n"));
+}
+
+#[test]
+fn every_chunking_gives_the_same_client_bytes_usage_and_findings() {
+    let e = engine("{}");
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let stream = data("openai_chat_stream.sse");
+    let (whole, reference) = run(&e, &req, "text/event-stream", &[&stream], true);
+    for size in [1, 2, 3, 7, 16, 64, 333] {
+        let (client, summary) = run(&e, &req, "text/event-stream", &chunked(&stream, size), true);
+        assert_eq!(
+            openai_text(&client),
+            openai_text(&whole),
+            "chunk size {size}"
+        );
+        assert_eq!(summary.usage, reference.usage, "chunk size {size}");
+        let ids = |s: &StreamSummary| {
+            s.findings
+                .iter()
+                .map(|f| (f.rule_id.to_string(), f.start, f.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&summary), ids(&reference), "chunk size {size}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn random_rechunking_is_invisible(cuts in proptest::collection::vec(0usize..4000, 0..30)) {
+        let e = default_engine();
+        let req = request(e, "/v1/chat/completions", CHAT);
+        let stream = data("openai_chat_stream.sse");
+        let (whole, reference) = run(e, &req, "text/event-stream", &[&stream], true);
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks: Vec<&[u8]> = Vec::new();
+        let mut last = 0;
+        for c in cuts { chunks.push(&stream[last..c]); last = c; }
+        chunks.push(&stream[last..]);
+        let (client, summary) = run(e, &req, "text/event-stream", &chunks, true);
+        prop_assert_eq!(openai_text(&client), openai_text(&whole));
+        prop_assert_eq!(summary.usage, reference.usage);
+        prop_assert_eq!(summary.findings.len(), reference.findings.len());
+    }
+}
+
+#[test]
+fn anthropic_stream_merges_start_and_delta_usage_and_redacts_split_email_when_configured() {
+    let e = engine(r#"{"policy": {"rules": {"pii.email": "redact"}}}"#);
+    let req = request(
+        &e,
+        "/v1/messages",
+        r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hello"}]}"#,
+    );
+    let stream = data("anthropic_stream.sse");
+    for size in [1, 5, 4096] {
+        let (client, summary) = run(&e, &req, "text/event-stream", &chunked(&stream, size), true);
+        let u = summary.usage;
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cached_input_tokens,
+                u.cache_write_tokens,
+                u.output_tokens,
+                u.estimated
+            ),
+            (175, 50, 100, 15, false)
+        );
+        // 25 * 3.00 + 100 * 3.75 + 50 * 0.30 + 15 * 15.00 = 690 micro-USD
+        assert_eq!(summary.cost_micro_usd, Some(690));
+        let body = String::from_utf8_lossy(&client);
+        assert!(
+            !body.contains("example.com"),
+            "email leaked at chunk size {size}: {body}"
+        );
+        assert!(body.contains("[EMAIL_1]"), "{body}");
+        assert!(body.contains("event: message_stop"));
+    }
+}
+
+#[test]
+fn responses_stream_usage_from_completed_event() {
+    let e = engine("{}");
+    let req = request(
+        &e,
+        "/v1/responses",
+        r#"{"model":"gpt-4.1","input":"2+2?","stream":true}"#,
+    );
+    let (_, summary) = run(
+        &e,
+        &req,
+        "text/event-stream",
+        &chunked(&data("responses_stream.sse"), 10),
+        true,
+    );
+    let u = summary.usage;
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.cached_input_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+            u.estimated
+        ),
+        (12, 2, 6, 3, false)
+    );
+    assert_eq!(summary.model.as_deref(), Some("gpt-4.1-2025-04-14"));
+    assert!(summary.completed);
+}
+
+#[test]
+fn gemini_json_array_stream_usage() {
+    let e = engine("{}");
+    let route = e
+        .route(
+            None,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        )
+        .unwrap_or_else(|| panic!("route"));
+    let req = e
+        .analyze_request(
+            &route,
+            br#"{"contents":[{"role":"user","parts":[{"text":"Say hi in French"}]}]}"#,
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(req.stream);
+    let stream = data("gemini_stream.json");
+    let (client, summary) = run(&e, &req, "application/json", &chunked(&stream, 7), true);
+    assert_eq!(client, stream, "JSON-array streams pass through unchanged");
+    let u = summary.usage;
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+            u.estimated
+        ),
+        (8, 16, 12, false)
+    );
+}
+
+#[test]
+fn disconnect_mid_stream_gives_an_estimate_flagged_estimated() {
+    let e = engine("{}");
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let stream = data("openai_chat_stream.sse");
+    let cut = stream.len() / 2;
+    let (_, summary) = run(&e, &req, "text/event-stream", &[&stream[..cut]], false);
+    assert!(summary.usage.estimated);
+    assert!(!summary.completed);
+    assert!(
+        summary.usage.input_tokens > 0,
+        "input estimated from the request"
+    );
+    assert!(
+        summary.usage.output_tokens > 0,
+        "output estimated from the text seen"
+    );
+    assert!(
+        summary.cost_micro_usd.is_some(),
+        "a known model keeps a cost, from the estimate"
+    );
+}
+
+#[test]
+fn stream_without_usage_is_estimated_even_when_complete() {
+    let e = engine("{}");
+    let req = request(
+        &e,
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    let s = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello there, friend\"}}]}\n\ndata: [DONE]\n\n";
+    let (_, summary) = run(&e, &req, "text/event-stream", &[s], true);
+    assert!(summary.usage.estimated);
+    assert!(summary.completed);
+    assert_eq!(summary.usage.output_tokens, 4);
+}
+
+#[test]
+fn injected_include_usage_is_stripped_from_the_client_stream() {
+    let e = engine(r#"{"inject_stream_usage": true}"#);
+    let req = request(
+        &e,
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}"#,
+    );
+    assert!(req.strip_usage_chunk);
+    let body: serde_json::Value =
+        serde_json::from_slice(req.rewritten_body.as_deref().unwrap_or_default())
+            .unwrap_or_default();
+    assert_eq!(body["stream_options"]["include_usage"], true);
+    let (client, summary) = run(
+        &e,
+        &req,
+        "text/event-stream",
+        &chunked(&data("openai_chat_stream.sse"), 13),
+        true,
+    );
+    assert_eq!(summary.usage.output_tokens, 17);
+    assert!(!summary.usage.estimated);
+    let text = String::from_utf8_lossy(&client);
+    assert!(
+        !text.contains("\"usage\":{"),
+        "usage-only chunk reached a client that did not ask for it"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[test]
+fn canary_in_stream_ends_it_with_a_provider_error_event() {
+    let e = engine(r#"{"detectors": {"output": {"canaries": ["ZEBRA-CANARY-7731"]}}}"#);
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let mk = |t: &str| {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n")
+    };
+    let stream = [
+        mk("My secret word is ZEBRA-CAN"),
+        mk("ARY-7731 and more"),
+        mk(" text after."),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let (client, summary) = run(
+        &e,
+        &req,
+        "text/event-stream",
+        &chunked(stream.as_bytes(), 9),
+        true,
+    );
+    let text = String::from_utf8_lossy(&client);
+    assert!(!text.contains("ZEBRA"), "{text}");
+    assert!(!text.contains("text after"), "{text}");
+    assert!(
+        text.contains("tollgate_policy_violation") && text.contains("leak.canary"),
+        "{text}"
+    );
+    assert_eq!(summary.blocked_by.as_deref(), Some("leak.canary"));
+}
+
+#[test]
+fn shadow_mode_passes_every_chunk_unchanged_but_records() {
+    let e = engine(r#"{"policy": {"shadow": true}}"#);
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let stream = data("openai_chat_stream.sse");
+    let mut s = ResponseStream::new(&e, &req, "text/event-stream");
+    assert!(!s.rewrites());
+    for c in chunked(&stream, 50) {
+        assert_eq!(s.feed(&e, c).emit, Emit::Same);
+    }
+    let (tail, summary) = s.finish(&e, true);
+    assert!(tail.is_empty());
+    assert!(summary.findings.iter().any(|f| &*f.rule_id == "pii.card"));
+    assert!(!summary.enforced);
+}
+
+#[test]
+fn first_text_is_signalled_once() {
+    let e = engine("{}");
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let stream = data("openai_chat_stream.sse");
+    let mut s = ResponseStream::new(&e, &req, "text/event-stream");
+    let firsts = chunked(&stream, 40)
+        .iter()
+        .filter(|c| s.feed(&e, c).first_text)
+        .count();
+    assert_eq!(firsts, 1);
+}
+
+#[test]
+fn held_back_text_is_bounded() {
+    // a long run without spaces is released once it exceeds the hold-back bound
+    let e = engine(r#"{"limits": {"stream_holdback_bytes": 32}}"#);
+    let req = request(&e, "/v1/chat/completions", CHAT);
+    let mut s = ResponseStream::new(&e, &req, "text/event-stream");
+    let mut released = 0usize;
+    for _ in 0..40 {
+        let ev = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"abcdefghij\"}}]}\n\n";
+        if let Emit::Bytes(b) = s.feed(&e, ev.as_bytes()).emit {
+            released += openai_text(&b).len();
+        }
+    }
+    assert!(
+        released >= 400 - 32 - 10,
+        "released only {released} of 400 bytes"
+    );
+}
