@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     /// Which requests are LLM calls. Empty (the default) means: every path that looks like a
@@ -28,20 +28,6 @@ pub struct RawConfig {
     /// Add `stream_options.include_usage: true` to OpenAI streaming chat requests that lack it
     /// (and drop the extra usage-only chunk from what the client receives).
     pub inject_stream_usage: bool,
-}
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            routes: Vec::new(),
-            limits: RawLimits::default(),
-            detectors: RawDetectors::default(),
-            policy: RawPolicy::default(),
-            prices: BTreeMap::new(),
-            fail_closed: false,
-            inject_stream_usage: false,
-        }
-    }
 }
 
 /// One LLM route.

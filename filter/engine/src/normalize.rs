@@ -17,10 +17,11 @@ const ASCII_FOLD: [u8; 128] = build_ascii_fold();
 
 const fn build_ascii_fold() -> [u8; 128] {
     let mut table = [0u8; 128];
-    let mut i = 0;
-    while i < 128 {
-        let b = i as u8;
-        table[i] = match b {
+    let mut b = 0u8;
+    while b < 128 {
+        #[allow(clippy::indexing_slicing)] // const context: b < 128 == table.len()
+        let slot = &mut table[b as usize];
+        *slot = match b {
             b'0' => b'o',
             b'1' => b'i',
             b'3' => b'e',
@@ -32,7 +33,7 @@ const fn build_ascii_fold() -> [u8; 128] {
             b'A'..=b'Z' => b + 32,
             _ => b,
         };
-        i += 1;
+        b += 1;
     }
     table
 }

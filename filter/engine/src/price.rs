@@ -171,10 +171,10 @@ const BUILTIN: &[(&str, u64, u64, u64, u64)] = &[
     ("claude-opus-4",          15 * M,     1_500_000, 18_750_000, 75 * M),
     ("claude-sonnet-4-5",       3 * M,       300_000, 3_750_000, 15 * M),
     ("claude-sonnet-4",         3 * M,       300_000, 3_750_000, 15 * M),
-    ("claude-haiku-4-5",        1 * M,       100_000, 1_250_000,  5 * M),
+    ("claude-haiku-4-5",        M,           100_000, 1_250_000,  5 * M),
     ("claude-3-7-sonnet",       3 * M,       300_000, 3_750_000, 15 * M),
     ("claude-3-5-sonnet",       3 * M,       300_000, 3_750_000, 15 * M),
-    ("claude-3-5-haiku",          800_000,    80_000, 1 * M,      4 * M),
+    ("claude-3-5-haiku",          800_000,    80_000, M,          4 * M),
     ("claude-3-opus",          15 * M,     1_500_000, 18_750_000, 75 * M),
     ("claude-3-haiku",            250_000,    30_000,   300_000,  1_250_000),
     // Gemini (prompts up to 200k tokens; no separate cache write price)

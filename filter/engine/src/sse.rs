@@ -168,10 +168,8 @@ impl SseParser {
                 self.has_data = true;
             }
             b"event" => self.event.event = String::from_utf8_lossy(value).into_owned(),
-            b"id" => {
-                if !value.contains(&0) {
-                    self.event.id = Some(String::from_utf8_lossy(value).into_owned());
-                }
+            b"id" if !value.contains(&0) => {
+                self.event.id = Some(String::from_utf8_lossy(value).into_owned());
             }
             _ => {}
         }

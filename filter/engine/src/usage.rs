@@ -169,7 +169,7 @@ mod tests {
     fn incremental_pieces_agree_with_the_whole() {
         let text = "Hello, world! 12345 你好世界 and some more words\n\n    indented";
         let mut est = TokenEstimate::default();
-        for piece in text.split_inclusive(|c: char| c == 'o' || c == '界') {
+        for piece in text.split_inclusive(['o', '界']) {
             est.feed(piece);
         }
         let whole = estimate_tokens(text);

@@ -3,6 +3,13 @@
 //! otherwise identical, which roles are scanned, output rules, usage and cost, and bodies that
 //! are not what they claim to be.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code fails loudly
+
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tollgate_engine::{Action, Decision, Engine, RequestAnalysis};

@@ -2,6 +2,13 @@
 //! merged from the events that carry it, findings and in-stream redaction of values split across
 //! chunks, estimates when a stream is cut short, and blocks that end a stream.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code fails loudly
+
 use proptest::prelude::*;
 use tollgate_engine::sse::SseParser;
 use tollgate_engine::{Emit, Engine, RequestAnalysis, ResponseStream, StreamSummary};

@@ -27,6 +27,9 @@ const MAX_SUFFIX_WINDOW: usize = 1024;
 /// Most literals one rule may contribute before it counts as untriggerable.
 const MAX_LITERALS_PER_RULE: usize = 512;
 
+/// `(rule, literal length)` pairs one literal triggers.
+type TriggerTargets = Vec<(usize, usize)>;
+
 /// A group of rules matched together; see the module docs.
 #[derive(Debug)]
 pub struct TriggeredRules {
@@ -34,7 +37,7 @@ pub struct TriggeredRules {
     /// Case-sensitive triggers, then case-insensitive ones (for `(?i)` rules). For each
     /// distinct literal: every `(rule, length)` whose trigger literal is a prefix of it (itself
     /// included), since a leftmost-longest search reports only the longest literal at a place.
-    triggers: Vec<(AhoCorasick, Vec<Vec<(usize, usize)>>)>,
+    triggers: Vec<(AhoCorasick, Vec<TriggerTargets>)>,
     anchors: Vec<Anchor>,
     fallback_rules: Vec<usize>,
 }
@@ -158,10 +161,11 @@ impl TriggeredRules {
             match trigger_literals(body, fold) {
                 Some((anchor, lits)) => {
                     anchors.push(anchor);
-                    let (literals, owner) = &mut groups[usize::from(fold)];
-                    for l in lits {
-                        literals.push(l);
-                        owner.push(i);
+                    if let Some((literals, owner)) = groups.get_mut(usize::from(fold)) {
+                        for l in lits {
+                            literals.push(l);
+                            owner.push(i);
+                        }
                     }
                 }
                 None => {
@@ -185,7 +189,7 @@ impl TriggeredRules {
                 }
             }
             let distinct: Vec<Vec<u8>> = by_literal.keys().cloned().collect();
-            let closure: Vec<Vec<(usize, usize)>> = distinct
+            let closure: Vec<TriggerTargets> = distinct
                 .iter()
                 .map(|lit| {
                     (1..=lit.len())
