@@ -324,6 +324,8 @@ def main() -> int:
     ap.add_argument("--secrets", default=str(REPO.parent / "shared" / "data" / "secrets-fixtures.jsonl"))
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per CLI run")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless the quality gates in GATES hold (used by `make test`)")
     args = ap.parse_args()
 
     exe = Path(args.tollgate)
@@ -384,7 +386,41 @@ def main() -> int:
     print("\n".join(md))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.check:
+        failed = check_gates(summary)
+        for f in failed:
+            log(f"GATE FAILED: {f}")
+        passed = len(GATES) - len(failed)
+        print(f"detection gates: {passed} passed, {len(failed)} failed", file=sys.stderr)
+        return 1 if failed else 0
     return 0
+
+
+# Quality gates: the targets where they are met today, and the measured level (minus a
+# small margin) where they are not yet, so that a regression fails the build. Raise them as the
+# rules improve; docs/detection.md reports the exact figures.
+GATES = {
+    "injection false-positive rate on benign + hard negatives <= 1%": lambda s: (s["benign"]["fp"] + s["hard_negatives"]["fp"]) <= 0.01 * (s["benign"]["n"] + s["hard_negatives"]["n"]),
+    "injection detection rate >= 85%": lambda s: s["injection"]["detected"] >= 0.85 * s["injection"]["n"],
+    "PII precision >= 0.99 for every type": lambda s: all(v["tp"] / max(1, v["tp"] + v["fp"]) >= 0.99 for v in s["pii"].values()),
+    "PII recall >= 0.99 for email, ssn, iban, ipv6, phone >= 0.98": lambda s: all(s["pii"][t]["tp"] / max(1, s["pii"][t]["spans"]) >= 0.99 for t in ("email", "ssn", "iban", "ipv6")) and s["pii"]["phone"]["tp"] / max(1, s["pii"]["phone"]["spans"]) >= 0.98,
+    "PII recall for card and ipv4 >= 0.85 (target 0.99, not met yet)": lambda s: all(s["pii"][t]["tp"] / max(1, s["pii"][t]["spans"]) >= 0.85 for t in ("card", "ipv4")),
+    "secrets recall >= 0.95": lambda s: s["secrets"]["recall"][0] >= 0.95 * s["secrets"]["recall"][1],
+    "no secret finding on ordinary prose and code": lambda s: s["secrets"]["fp_ordinary"][0] == 0,
+}
+
+
+def check_gates(summary: dict) -> list[str]:
+    failed = []
+    for name, ok in GATES.items():
+        try:
+            good = bool(ok(summary))
+        except (KeyError, ZeroDivisionError, TypeError) as e:
+            good = False
+            name = f"{name} ({e!r})"
+        if not good:
+            failed.append(name)
+    return failed
 
 
 if __name__ == "__main__":

@@ -44,20 +44,20 @@ pub struct PiiType {
 /// The built-in PII types, in priority order (earlier wins when two overlap).
 pub static PII_TYPES: &[PiiType] = &[
     PiiType {
-        id: "pii.card",
-        label: "CARD",
-        severity: Severity::High,
-        pattern: r"\b\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?\b",
-        validate: valid_card,
-        description: "Payment card number (issuer prefix, 13-19 digits, Luhn)",
-    },
-    PiiType {
         id: "pii.iban",
         label: "IBAN",
         severity: Severity::High,
         pattern: r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
         validate: valid_iban,
         description: "International bank account number (country length, mod-97)",
+    },
+    PiiType {
+        id: "pii.card",
+        label: "CARD",
+        severity: Severity::High,
+        pattern: r"\b\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?\b",
+        validate: valid_card,
+        description: "Payment card number (issuer prefix, 13-19 digits, Luhn)",
     },
     PiiType {
         id: "pii.ssn",
@@ -123,7 +123,7 @@ fn glued(text: &str, start: usize, end: usize) -> bool {
         .checked_sub(2)
         .and_then(|i| text.as_bytes().get(i).copied());
     let a2 = text.as_bytes().get(end + 1).copied();
-    matches!(before, Some(b'_' | b'/' | b'=' | b'#'))
+    matches!(before, Some(b'_' | b'/' | b'#'))
         || matches!(after, Some(b'_'))
         || (matches!(before, Some(b'.' | b'-' | b':'))
             && b2.is_some_and(|b| b.is_ascii_alphanumeric()))
@@ -164,7 +164,7 @@ fn valid_card(text: &str, start: usize, end: usize) -> bool {
     }
     let ds: String = m.chars().filter(char::is_ascii_digit).collect();
     let n = ds.len();
-    if !(13..=19).contains(&n) {
+    if !(13..=19).contains(&n) || inside_iban(text, start) {
         return false;
     }
     // separators, when present, must be one kind
@@ -196,6 +196,27 @@ fn valid_card(text: &str, start: usize, end: usize) -> bool {
         _ => false,
     };
     issuer && luhn(&ds)
+}
+
+/// True when the digits at `start` continue an IBAN written in groups ("FR76 3000 6000 ...").
+fn inside_iban(text: &str, start: usize) -> bool {
+    let head = text
+        .get(floor(text, start.saturating_sub(48))..start)
+        .unwrap_or("");
+    for token in head.split_whitespace().rev() {
+        let b = token.as_bytes();
+        if b.len() == 4
+            && b.get(..2)
+                .is_some_and(|c| c.iter().all(u8::is_ascii_uppercase))
+            && b.get(2..).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        {
+            return true;
+        }
+        if !(1..=4).contains(&b.len()) || !b.iter().all(u8::is_ascii_alphanumeric) {
+            return false;
+        }
+    }
+    false
 }
 
 fn valid_ssn(text: &str, start: usize, end: usize) -> bool {
@@ -286,12 +307,22 @@ fn valid_email(text: &str, start: usize, end: usize) -> bool {
 }
 
 fn valid_ipv4(text: &str, start: usize, end: usize) -> bool {
-    if glued(text, start, end) || matches!(byte_before(text, start), Some(b'v' | b'V')) {
+    // part of a longer dotted number (1.2.3.4.5, an OID) or a version (v1.2.3.4)
+    let before = byte_before(text, start);
+    let b2 = start
+        .checked_sub(2)
+        .and_then(|i| text.as_bytes().get(i).copied());
+    let after = byte_after(text, end);
+    let a2 = text.as_bytes().get(end + 1).copied();
+    if before == Some(b'.') && b2.is_some_and(|b| b.is_ascii_alphanumeric())
+        || after == Some(b'.') && a2.is_some_and(|b| b.is_ascii_digit())
+        || before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || matches!(before, Some(b'v' | b'V'))
+    {
         return false;
     }
-    // "version 1.2.3.4" is a version, not an address
     let lead = text
-        .get(start.saturating_sub(12)..start)
+        .get(floor(text, start.saturating_sub(12))..start)
         .unwrap_or("")
         .to_ascii_lowercase();
     !lead.contains("version") && !lead.contains("ver.")
@@ -328,11 +359,17 @@ const PHONE_CONTEXT: &[&str] = &[
     "reach",
     "text me",
     "sms",
+    "voicemail",
+    "dial",
+    "landline",
+    "hotline",
+    "helpline",
     "handy",
     "portable",
     "téléphone",
     "telefon",
     "numéro",
+    "rufnummer",
 ];
 
 fn valid_phone(text: &str, start: usize, end: usize) -> bool {
@@ -352,6 +389,11 @@ fn valid_phone(text: &str, start: usize, end: usize) -> bool {
     let dots = m.matches('.').count();
     // dotted dates (01.02.2024) and times are not phone numbers
     if m.contains(':') || (dots >= 2 && n <= 8) {
+        return false;
+    }
+    // SSN-shaped (123-45-6789) is never read as a phone number
+    let groups: Vec<usize> = m.split('-').map(str::len).collect();
+    if groups == [3, 2, 4] {
         return false;
     }
     if digits(m).all(|d| Some(d) == digits(m).next()) {
@@ -426,6 +468,11 @@ mod tests {
         assert!(found("pii.card", "order #4111111111111112").is_empty());
         assert!(found("pii.card", "ts 1700000000123 and 4111111111111112").is_empty());
         assert!(found("pii.card", "id 1234567890123456").is_empty());
+        assert_eq!(
+            found("pii.card", "payment_method=4111111111111111&x=1"),
+            ["4111111111111111"]
+        );
+        assert!(found("pii.card", "IBAN FR69 3191 2628 5111 9336 3334 920").is_empty());
         assert_eq!(
             found("pii.card", "0000 4111 1111 1111 1111"),
             ["4111 1111 1111 1111"]
@@ -506,6 +553,10 @@ mod tests {
             );
         }
         assert_eq!(found("pii.phone", "phone: 4155552671"), ["4155552671"]);
+        assert_eq!(
+            found("pii.phone", "a voicemail from 08231426910 asking"),
+            ["08231426910"]
+        );
         for n in [
             "order 4155552671 shipped",
             "at 2024-05-01T12:30:45Z",
