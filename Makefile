@@ -3,7 +3,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 
-.PHONY: test lint build wasm bench detection-report help
+.PHONY: test lint build wasm wasm-smoke bench detection-report help
 
 help:
 	@echo "make test              - every test: fmt, clippy (native + wasm), wasm build, unit/integration tests, detection quality gates"
@@ -19,11 +19,17 @@ lint:
 
 wasm:
 	$(CARGO) build -p tollgate-engine --target $(WASM_TARGET) --release
+	$(CARGO) build -p tollgate-engine --example wasm_size --target $(WASM_TARGET) --release
 
 build:
 	$(CARGO) build -p tollgate-cli --release
 
-test: lint wasm build
+# the engine compiled for wasm must decide exactly as it does natively (run under wasmtime)
+wasm-smoke: wasm
+	$(CARGO) build -p tollgate-engine --example wasm_size --release
+	python3 filter/engine/tests/wasm/run_wasm.py target/$(WASM_TARGET)/release/examples/wasm_size.wasm target/release/examples/wasm_size
+
+test: lint wasm build wasm-smoke
 	$(CARGO) test --workspace
 	python3 eval/score.py --tollgate target/release/tollgate --check > /dev/null
 

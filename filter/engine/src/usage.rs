@@ -140,12 +140,12 @@ fn run_cost(class: CharClass, n: u32) -> u64 {
             if n <= 1 {
                 0
             } else {
-                1000 + (n - 1) * 1000 / 8
+                500 + (n - 2) * 1000 / 16
             }
         }
         CharClass::Newline => 700 + (n - 1) * 200,
-        CharClass::Punct => 700 * n,
-        CharClass::Ideograph => 850,
+        CharClass::Punct => 300 + 400 * n,
+        CharClass::Ideograph => 720,
         CharClass::OtherLetter => 400 * n,
     }
 }
