@@ -3,7 +3,12 @@
 //! and mostly clean, as production traffic is), a recorded response stream fed in network-sized
 //! chunks, and the compile step. Reported in docs/benchmarks.md; run with `make bench`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // bench code fails loudly
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // bench code fails loudly
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -25,7 +30,9 @@ fn prompts() -> Vec<String> {
 /// An OpenAI chat body of about `size` bytes: a system prompt, then alternating user/assistant
 /// turns taken from the benign prompts.
 fn chat_body(size: usize, prompts: &[String]) -> Vec<u8> {
-    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a helpful assistant for Acme Corp. Answer concisely."})];
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": "You are a helpful assistant for Acme Corp. Answer concisely."}),
+    ];
     let mut total = 200;
     let mut i = 0;
     while total < size {
@@ -45,7 +52,10 @@ fn chat_body(size: usize, prompts: &[String]) -> Vec<u8> {
 
 /// A chat completion stream of `events` text deltas (~4 tokens each), with a usage chunk.
 fn chat_stream(events: usize, prompts: &[String]) -> Vec<u8> {
-    let words: Vec<&str> = prompts.iter().flat_map(|p| p.split_inclusive(' ')).collect();
+    let words: Vec<&str> = prompts
+        .iter()
+        .flat_map(|p| p.split_inclusive(' '))
+        .collect();
     let mut out = String::new();
     for i in 0..events {
         let piece: String = words.iter().skip(i * 3).take(3).copied().collect();
@@ -63,7 +73,9 @@ fn bench(c: &mut Criterion) {
     let route = engine.route(None, "/v1/chat/completions").unwrap();
 
     let mut group = c.benchmark_group("request");
-    group.measurement_time(Duration::from_secs(4)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(20);
     for (label, size) in [("2KB", 2 << 10), ("32KB", 32 << 10), ("512KB", 512 << 10)] {
         let body = chat_body(size, &prompts);
         group.throughput(Throughput::Bytes(body.len() as u64));
@@ -74,9 +86,13 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("stream");
-    group.measurement_time(Duration::from_secs(4)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(20);
     let stream = chat_stream(400, &prompts);
-    let req = engine.analyze_request(&route, &chat_body(2 << 10, &prompts)).unwrap();
+    let req = engine
+        .analyze_request(&route, &chat_body(2 << 10, &prompts))
+        .unwrap();
     group.throughput(Throughput::Bytes(stream.len() as u64));
     group.bench_function("chat_400_events_in_1KB_chunks", |b| {
         b.iter(|| {
@@ -94,8 +110,12 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("compile");
-    group.measurement_time(Duration::from_secs(4)).sample_size(10);
-    group.bench_function("default_config", |b| b.iter(|| black_box(Engine::with_defaults().unwrap())));
+    group
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(10);
+    group.bench_function("default_config", |b| {
+        b.iter(|| black_box(Engine::with_defaults().unwrap()))
+    });
     group.finish();
 }
 

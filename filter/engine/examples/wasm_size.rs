@@ -10,14 +10,23 @@ fn main() {
     if std::io::stdin().read_to_end(&mut body).is_err() {
         return;
     }
-    let Ok(engine) = tollgate_engine::Engine::with_defaults() else { return };
-    let Some(route) = engine.route(None, "/v1/chat/completions") else { return };
+    let Ok(engine) = tollgate_engine::Engine::with_defaults() else {
+        return;
+    };
+    let Some(route) = engine.route(None, "/v1/chat/completions") else {
+        return;
+    };
     match engine.analyze_request(&route, &body) {
         Ok(a) => {
             let mut stream = tollgate_engine::ResponseStream::new(&engine, &a, "text/event-stream");
             let _ = stream.feed(&engine, b"data: [DONE]\n\n");
             let (_, summary) = stream.finish(&engine, true);
-            println!("{} {} {}", a.decision.as_str(), a.findings.len(), summary.usage.total_tokens());
+            println!(
+                "{} {} {}",
+                a.decision.as_str(),
+                a.findings.len(),
+                summary.usage.total_tokens()
+            );
         }
         Err(e) => println!("error: {e}"),
     }

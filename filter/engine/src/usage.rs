@@ -68,24 +68,42 @@ impl TokenEstimate {
     /// Adds the tokens of `text`. Pieces may split words; the estimate stays close to that of the
     /// joined text.
     pub fn feed(&mut self, text: &str) {
-        for c in text.chars() {
-            let class = classify(c);
-            if class == self.class && class != CharClass::Ideograph {
-                self.run += if class == CharClass::OtherLetter {
-                    c.len_utf8() as u32
-                } else {
-                    1
-                };
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if b < 0x80 {
+                // ASCII: one table lookup per byte
+                let class = ASCII_CLASS
+                    .get(usize::from(b))
+                    .copied()
+                    .unwrap_or(CharClass::Punct);
+                self.step(class, 1);
+                i += 1;
                 continue;
             }
-            self.close_run();
-            self.class = class;
-            self.run = if class == CharClass::OtherLetter {
+            let Some(c) = text.get(i..).and_then(|r| r.chars().next()) else {
+                break;
+            };
+            let class = classify(c);
+            let width = if class == CharClass::OtherLetter {
                 c.len_utf8() as u32
             } else {
                 1
             };
+            self.step(class, width);
+            i += c.len_utf8();
         }
+    }
+
+    #[inline]
+    fn step(&mut self, class: CharClass, width: u32) {
+        if class == self.class && class != CharClass::Ideograph {
+            self.run += width;
+            return;
+        }
+        self.close_run();
+        self.class = class;
+        self.run = width;
     }
 
     /// The estimate so far, including the open run.
@@ -100,6 +118,25 @@ impl TokenEstimate {
         self.class = CharClass::None;
     }
 }
+
+const ASCII_CLASS: [CharClass; 128] = {
+    let mut t = [CharClass::Punct; 128];
+    let mut b = 0u8;
+    while b < 128 {
+        let c = match b {
+            b'a'..=b'z' | b'A'..=b'Z' => CharClass::Letter,
+            b'0'..=b'9' => CharClass::Digit,
+            b' ' | b'\t' => CharClass::Space,
+            b'\n' | b'\r' => CharClass::Newline,
+            _ => CharClass::Punct,
+        };
+        #[allow(clippy::indexing_slicing)] // const context: b < 128 == t.len()
+        let slot = &mut t[b as usize];
+        *slot = c;
+        b += 1;
+    }
+    t
+};
 
 fn classify(c: char) -> CharClass {
     match c {

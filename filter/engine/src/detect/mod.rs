@@ -462,6 +462,24 @@ impl Detectors {
         (self.keywords.untriggered(), self.secrets.untriggered())
     }
 
+    /// Ids of the rules in [`Detectors::untriggered_rules`].
+    pub fn untriggered_rule_ids(&self) -> Vec<&str> {
+        let kw = self
+            .keywords
+            .untriggered_indices()
+            .iter()
+            .filter_map(|&i| self.keyword_rules.get(i));
+        let sec = self
+            .secrets
+            .untriggered_indices()
+            .iter()
+            .filter_map(|&i| self.secret_rules.get(i).map(|r| &r.0));
+        kw.chain(sec)
+            .filter_map(|&r| self.rule(r))
+            .map(|r| &*r.id)
+            .collect()
+    }
+
     /// Runs the families in `set` over `text`, appending hits with spans in `text`.
     pub fn scan(&self, text: &str, set: ScanSet, normalizer: &mut Normalizer, out: &mut Vec<Hit>) {
         if text.is_empty() {
@@ -609,9 +627,14 @@ impl Detectors {
 
     fn scan_links(&self, text: &str, out: &mut Vec<Hit>) {
         let bytes = text.as_bytes();
-        if memchr::memmem::find(bytes, b"](").is_none()
-            && !bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b"<img"))
-        {
+        let has_img = || {
+            memchr::memchr_iter(b'<', bytes).any(|i| {
+                bytes
+                    .get(i + 1..i + 4)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"img"))
+            })
+        };
+        if memchr::memmem::find(bytes, b"](").is_none() && !has_img() {
             return;
         }
         for l in &self.links {
@@ -634,12 +657,46 @@ impl Detectors {
     }
 }
 
+/// Byte classes for encoded-run detection: bit 0 base64, bit 1 hex, bit 2 separator.
+const ENCODED_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        let mut v = 0u8;
+        if c.is_ascii_alphanumeric()
+            || c == b'+'
+            || c == b'/'
+            || c == b'-'
+            || c == b'_'
+            || c == b'='
+        {
+            v |= 1;
+        }
+        if c.is_ascii_hexdigit() {
+            v |= 2;
+        }
+        if c == b' ' || c == b':' {
+            v |= 4;
+        }
+        #[allow(clippy::indexing_slicing)] // const context: b < 256 == t.len()
+        let slot = &mut t[b];
+        *slot = v;
+        b += 1;
+    }
+    t
+};
+
 fn is_base64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+    ENCODED_CLASS
+        .get(usize::from(b))
+        .is_some_and(|v| v & 1 != 0)
 }
 
 fn is_hex_byte(b: u8) -> bool {
-    b.is_ascii_hexdigit() || b == b' ' || b == b':'
+    ENCODED_CLASS
+        .get(usize::from(b))
+        .is_some_and(|v| v & 6 != 0)
 }
 
 /// Maximal runs of `class` bytes at least `min` long; separators (space, colon) never start or

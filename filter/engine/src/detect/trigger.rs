@@ -17,7 +17,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 /// Shortest literal worth triggering on, case-sensitively and case-insensitively.
 const MIN_LITERAL_CS: usize = 2;
-const MIN_LITERAL_CI: usize = 3;
+const MIN_LITERAL_CI: usize = 2;
 /// Bytes of each literal kept as its trigger.
 const MAX_TRIGGER_BYTES: usize = 8;
 /// Least [`selectivity`] a trigger set needs.
@@ -73,7 +73,7 @@ fn trigger_literals(src: &str, fold: bool) -> Option<(Anchor, Vec<Vec<u8>>)> {
         .filter(|&max| max <= MAX_SUFFIX_WINDOW)
         .and_then(|max| literals(&hir, ExtractKind::Suffix, fold).map(|l| (Anchor::End(max), l)));
     let best = match (prefix, suffix) {
-        (Some(p), Some(s)) => Some(if selectivity(&s.1) > selectivity(&p.1) {
+        (Some(p), Some(s)) => Some(if selectivity(&s.1, !fold) > selectivity(&p.1, !fold) {
             s
         } else {
             p
@@ -82,21 +82,25 @@ fn trigger_literals(src: &str, fold: bool) -> Option<(Anchor, Vec<Vec<u8>>)> {
     };
     // a trigger on common short pieces fires everywhere; such a rule does better alone, where
     // the regex engine can use an inner literal of its own
-    best.filter(|(_, lits)| selectivity(lits) >= MIN_SELECTIVITY)
+    best.filter(|(_, lits)| selectivity(lits, !fold) >= MIN_SELECTIVITY)
 }
 
-/// A rough rarity score for a literal set: its weakest literal decides (letters that are rare in
-/// text and length both count; spaces count for little).
-fn selectivity(lits: &[Vec<u8>]) -> u32 {
+/// A rough rarity score for a literal set: its weakest literal decides. Letters common in text
+/// and spaces count little, rarer letters more; uppercase letters, digits and punctuation are
+/// rare in prose when the trigger is case-sensitive.
+fn selectivity(lits: &[Vec<u8>], case_sensitive: bool) -> u32 {
     lits.iter()
         .map(|l| {
             l.iter()
-                .map(|&b| match b.to_ascii_lowercase() {
+                .map(|&b| match b {
                     b' ' => 1,
-                    b'e' | b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'h' | b'r' => 3,
-                    b'a'..=b'z' => 5,
+                    b'A'..=b'Z' if case_sensitive => 6,
                     b'0'..=b'9' => 2,
-                    _ => 6,
+                    _ => match b.to_ascii_lowercase() {
+                        b'e' | b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'h' | b'r' => 3,
+                        b'a'..=b'z' => 5,
+                        _ => 6,
+                    },
                 })
                 .sum::<u32>()
         })
