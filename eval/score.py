@@ -403,8 +403,8 @@ GATES = {
     "injection false-positive rate on benign + hard negatives <= 1%": lambda s: (s["benign"]["fp"] + s["hard_negatives"]["fp"]) <= 0.01 * (s["benign"]["n"] + s["hard_negatives"]["n"]),
     "injection detection rate >= 85%": lambda s: s["injection"]["detected"] >= 0.85 * s["injection"]["n"],
     "PII precision >= 0.99 for every type": lambda s: all(v["tp"] / max(1, v["tp"] + v["fp"]) >= 0.99 for v in s["pii"].values()),
-    "PII recall >= 0.99 for email, ssn, iban, ipv6, phone >= 0.98": lambda s: all(s["pii"][t]["tp"] / max(1, s["pii"][t]["spans"]) >= 0.99 for t in ("email", "ssn", "iban", "ipv6")) and s["pii"]["phone"]["tp"] / max(1, s["pii"]["phone"]["spans"]) >= 0.98,
-    "PII recall for card and ipv4 >= 0.85 (target 0.99, not met yet)": lambda s: all(s["pii"][t]["tp"] / max(1, s["pii"][t]["spans"]) >= 0.85 for t in ("card", "ipv4")),
+    "PII recall >= 0.99 for every type": lambda s: all(v["tp"] / max(1, v["spans"]) >= 0.99 for v in s["pii"].values()),
+    "no PII finding on the look-alike lines": lambda s: s["pii_negative_lines"]["flagged"] == 0,
     "secrets recall >= 0.95": lambda s: s["secrets"]["recall"][0] >= 0.95 * s["secrets"]["recall"][1],
     "no secret finding on ordinary prose and code": lambda s: s["secrets"]["fp_ordinary"][0] == 0,
 }

@@ -618,7 +618,7 @@ pub static SECRET_RULES: &[SecretRule] = &[
     SecretRule {
         id: "secret.tailscale.key",
         severity: Severity::High,
-        pattern: r"\b(?P<secret>tskey-[a-z]+-[A-Za-z0-9]{8,20}-[A-Za-z0-9]{20,40})\b",
+        pattern: r"(?P<secret>tskey-[a-z]+-[A-Za-z0-9]{8,20}-[A-Za-z0-9]{20,40})\b",
         min_entropy: 0.0,
         description: "Tailscale auth/API/OAuth-client/webhook key (tskey-<kind>-)",
     },
