@@ -252,4 +252,13 @@ fn rules_lists_every_rule_with_category_severity_and_description() {
             >= 80
     );
     assert!(rules.iter().filter(|r| r["category"] == "secret").count() >= 40);
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md"))
+        .unwrap();
+    for r in rules {
+        let id = r["id"].as_str().unwrap();
+        assert!(
+            doc.contains(&format!("`{id}`")),
+            "docs/rules.md does not list {id}"
+        );
+    }
 }

@@ -319,11 +319,19 @@ impl Engine {
             prices,
             families: Families {
                 injection: d.injection.enabled,
-                injection_roles: d.injection.roles.clone(),
+                injection_roles: d
+                    .injection
+                    .roles
+                    .clone()
+                    .unwrap_or_else(crate::config::default_injection_roles),
                 pii: d.pii.enabled,
                 pii_roles: d.pii.roles.clone(),
                 secrets: d.secrets.enabled,
-                secret_roles: d.secrets.roles.clone(),
+                secret_roles: d
+                    .secrets
+                    .roles
+                    .clone()
+                    .unwrap_or_else(crate::config::all_roles),
             },
             output: OutputRules {
                 enabled: o.enabled,

@@ -98,12 +98,12 @@ impl Default for RawDetectors {
         RawDetectors {
             injection: RawFamily {
                 enabled: true,
-                roles: vec![Role::User, Role::Tool],
+                roles: None,
             },
             pii: RawPii::default(),
             secrets: RawFamily {
                 enabled: true,
-                roles: all_roles(),
+                roles: None,
             },
             output: RawOutput::default(),
             disabled_rules: Vec::new(),
@@ -111,7 +111,13 @@ impl Default for RawDetectors {
     }
 }
 
-fn all_roles() -> Vec<Role> {
+/// Roles scanned for injection unless configured: what users and tools wrote.
+pub fn default_injection_roles() -> Vec<Role> {
+    vec![Role::User, Role::Tool]
+}
+
+/// Roles scanned for PII and secrets unless configured: all of them.
+pub fn all_roles() -> Vec<Role> {
     vec![
         Role::System,
         Role::Developer,
@@ -127,8 +133,9 @@ fn all_roles() -> Vec<Role> {
 pub struct RawFamily {
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Message roles whose text is scanned.
-    pub roles: Vec<Role>,
+    /// Message roles whose text is scanned; the family's default when absent.
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
 }
 
 fn yes() -> bool {
@@ -383,7 +390,13 @@ mod tests {
         assert!(c.validate().is_ok());
         let c = RawConfig::from_json(b"{}").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.limits.max_request_body_bytes, 1 << 20);
-        assert_eq!(c.detectors.injection.roles, vec![Role::User, Role::Tool]);
+        assert_eq!(c.detectors.injection.roles, None);
+        let c = RawConfig::from_json(
+            br#"{"detectors": {"injection": {"enabled": false}, "secrets": {"roles": ["user"]}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.detectors.injection.enabled);
+        assert_eq!(c.detectors.secrets.roles, Some(vec![Role::User]));
     }
 
     #[test]
