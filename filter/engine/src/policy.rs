@@ -388,6 +388,40 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn redactor_never_panics_and_removes_every_whole_span(
+            text in "\\PC{0,80}",
+            spans in proptest::collection::vec((0usize..100, 0usize..100), 0..6),
+            mode in 0u8..3,
+        ) {
+            let mode = [RedactionMode::Placeholder, RedactionMode::Mask, RedactionMode::Hash][usize::from(mode)];
+            let mut r = Redactor::new(mode);
+            // detectors report spans on char boundaries within the text
+            let snap = |i: usize| { let mut i = i.min(text.len()); while !text.is_char_boundary(i) { i -= 1; } i };
+            let mut spans: Vec<(usize, usize, &str)> = spans.into_iter().map(|(a, b)| (snap(a.min(b)), snap(a.max(b)), "X")).collect();
+            let out = r.apply(&text, &mut spans);
+            // the text outside every span survives, in order
+            let mut kept = String::new();
+            let mut covered = vec![false; text.len()];
+            for &(a, b, _) in &spans {
+                if a < b && b <= text.len() && text.is_char_boundary(a) && text.is_char_boundary(b) {
+                    for c in covered.iter_mut().take(b).skip(a) { *c = true; }
+                }
+            }
+            for (i, ch) in text.char_indices() {
+                if !covered[i] { kept.push(ch); }
+            }
+            let mut rest = out.as_str();
+            for ch in kept.chars() {
+                match rest.find(ch) {
+                    Some(p) => rest = &rest[p + ch.len_utf8()..],
+                    None => proptest::prop_assert!(false, "{ch:?} lost from {text:?} -> {out:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn block_bodies_use_provider_shapes_and_no_text() {
         let o: serde_json::Value = serde_json::from_slice(&block_body(

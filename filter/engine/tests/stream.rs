@@ -159,6 +159,59 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    /// A card number at any place in any split of the output text, under any network chunking,
+    /// never reaches the client.
+    #[test]
+    fn a_card_anywhere_in_any_split_never_reaches_the_client(
+        before in "[a-z ,.]{0,60}",
+        after in "[a-z ,.]{0,60}",
+        cuts in proptest::collection::vec(0usize..200, 1..12),
+        net in 1usize..64,
+        sep in prop_oneof![Just(" "), Just("-"), Just("")],
+    ) {
+        let e = default_engine();
+        let req = request(e, "/v1/chat/completions", CHAT);
+        let card = ["4111", "1111", "1111", "1111"].join(sep);
+        let text = format!("{before} {card} {after}");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (text.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut pieces = Vec::new();
+        let mut last = 0;
+        for c in cuts { pieces.push(&text[last..c]); last = c; }
+        pieces.push(&text[last..]);
+        let mut stream = String::new();
+        for p in pieces.iter().filter(|p| !p.is_empty()) {
+            let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": p}}]});
+            stream.push_str(&format!("data: {chunk}\n\n"));
+        }
+        stream.push_str("data: [DONE]\n\n");
+        let (client, summary) = run(e, &req, "text/event-stream", &chunked(stream.as_bytes(), net), true);
+        let seen = openai_text(&client);
+        prop_assert!(!seen.contains(&card), "card reached the client: {seen:?}");
+        prop_assert!(seen.contains("[CARD_1]"), "{seen:?}");
+        prop_assert!(seen.starts_with(before.as_str()) && seen.ends_with(after.as_str()), "{seen:?}");
+        prop_assert!(summary.findings.iter().any(|f| &*f.rule_id == "pii.card"));
+    }
+
+    #[test]
+    fn arbitrary_stream_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000), net in 1usize..500, op in 0usize..3) {
+        let e = default_engine();
+        let (path, body) = [
+            ("/v1/chat/completions", CHAT),
+            ("/v1/messages", r#"{"model":"claude-haiku-4-5","max_tokens":5,"stream":true,"messages":[]}"#),
+            ("/v1beta/models/gemini-2.5-flash:streamGenerateContent", r#"{"contents":[]}"#),
+        ][op];
+        let req = request(e, path, body);
+        for ct in ["text/event-stream", "application/json"] {
+            let (_, summary) = run(e, &req, ct, &chunked(&bytes, net), false);
+            prop_assert!(summary.usage.estimated || summary.completed);
+        }
+    }
+}
+
 #[test]
 fn anthropic_stream_merges_start_and_delta_usage_and_redacts_split_email_when_configured() {
     let e = engine(r#"{"policy": {"rules": {"pii.email": "redact"}}}"#);
