@@ -35,8 +35,12 @@ class CliError(Exception):
     pass
 
 
+QUIET = False
+
+
 def log(*a):
-    print(*a, file=sys.stderr)
+    if not QUIET:
+        print(*a, file=sys.stderr)
 
 
 def load_jsonl(path: Path) -> list[dict]:
@@ -327,6 +331,8 @@ def main() -> int:
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless the quality gates in GATES hold (used by `make test`)")
     args = ap.parse_args()
+    global QUIET
+    QUIET = args.check
 
     exe = Path(args.tollgate)
     if not exe.is_file() or not os.access(exe, os.X_OK):
@@ -389,7 +395,7 @@ def main() -> int:
     if args.check:
         failed = check_gates(summary)
         for f in failed:
-            log(f"GATE FAILED: {f}")
+            print(f"GATE FAILED: {f}", file=sys.stderr)
         passed = len(GATES) - len(failed)
         print(f"detection gates: {passed} passed, {len(failed)} failed", file=sys.stderr)
         return 1 if failed else 0
