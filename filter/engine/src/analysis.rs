@@ -122,7 +122,6 @@ impl RequestAnalysis {
             return Vec::new();
         }
         let mut ids: Vec<&str> = self.findings.iter().map(|f| &*f.rule_id).collect();
-        ids.dedup();
         ids.sort_unstable();
         ids.dedup();
         vec![
@@ -492,7 +491,7 @@ impl Engine {
             },
         };
         if enforced && decision == Decision::Block {
-            let (rule_id, category) = self.blocking_rule(&analysis.findings, risk);
+            let (rule_id, category) = self.blocking_rule(&analysis.findings);
             analysis.block = Some(BlockReply {
                 status: self.policy.block_status,
                 body: block_body(
@@ -533,7 +532,7 @@ impl Engine {
 
     /// The rule named in a block: the strongest blocking finding, or the highest-weight
     /// injection rule when the risk score alone crossed the threshold.
-    fn blocking_rule(&self, findings: &[Finding], _risk: f32) -> (Arc<str>, Arc<str>) {
+    fn blocking_rule(&self, findings: &[Finding]) -> (Arc<str>, Arc<str>) {
         let pick = findings
             .iter()
             .filter(|f| f.action == Action::Block)
@@ -655,7 +654,7 @@ impl Engine {
             blocked_by: None,
         };
         if enforced && decision == Decision::Block {
-            let (rule_id, category) = self.blocking_rule(&analysis.findings, 0.0);
+            let (rule_id, category) = self.blocking_rule(&analysis.findings);
             analysis.rewritten_body = Some(block_body(
                 req.provider,
                 self.policy.block_status,

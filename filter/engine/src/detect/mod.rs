@@ -1,15 +1,18 @@
-//! Detectors: every rule compiled once into two regex sets and run in one pass each.
+//! Detectors: every rule compiled once, and each text scanned in a few linear passes.
 //!
 //! Keyword rules (prompt injection and jailbreak) run on the folded text from
-//! [`crate::normalize`]; credential and PII rules run on the original text, case-sensitively,
-//! followed by a validator (entropy, Luhn, mod-97, ranges). Each set is one `RegexSet` pass that
-//! says which rules match anywhere; only those rules then run alone to find spans, so a clean
-//! text costs two linear scans whatever the number of rules. Base64 and hex runs are decoded and
-//! the decoded text is run through the keyword rules again (`pi.encoded.*`). Output-side rules
-//! (leakage, exfiltration links) live in [`output`].
+//! [`crate::normalize`]; credential rules and custom patterns run on the original text,
+//! case-sensitively unless a rule says otherwise, followed by an entropy gate; PII types run as
+//! one small regex set confirmed by validators (Luhn, mod-97, issued ranges, address parsing).
+//! Keyword and credential rules are literal-triggered ([`trigger`]): one Aho-Corasick pass finds
+//! where any rule could match and only those rules run there, so a clean text costs one automaton
+//! pass whatever the number of rules. Base64 and hex runs are decoded and the decoded text is run
+//! through the keyword rules again (`pi.encoded.*`). Output-side rules (leakage, exfiltration
+//! links) live in [`output`].
 //!
 //! # Layout
 //! - [`rule`]: the static rule types; `injection_rules` and `secret_rules` are the tables.
+//! - [`trigger`]: literal-triggered matching of many rules in one pass.
 //! - [`pii`]: personal data types and their validators.
 //! - [`output`]: system-prompt leakage and exfiltration links.
 
