@@ -248,6 +248,18 @@ impl TriggeredRules {
         }
     }
 
+    /// `"prefix"`, `"suffix(N)"` or `"alone"`: how `rule` is triggered (for tuning).
+    pub fn anchor_of(&self, rule: usize) -> String {
+        if self.fallback_rules.contains(&rule) {
+            return "alone".to_string();
+        }
+        match self.anchors.get(rule) {
+            Some(Anchor::Start) => "prefix".to_string(),
+            Some(Anchor::End(n)) => format!("suffix({n})"),
+            None => "?".to_string(),
+        }
+    }
+
     /// Number of trigger literals.
     pub fn literal_count(&self) -> usize {
         self.triggers.iter().map(|t| t.0.patterns_len()).sum()
