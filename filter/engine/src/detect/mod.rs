@@ -613,13 +613,7 @@ impl Detectors {
                         });
                         pos = end.max(m.start() + 1);
                     }
-                    None => {
-                        pos = m.start()
-                            + text
-                                .get(m.start()..)
-                                .and_then(|r| r.chars().next())
-                                .map_or(1, char::len_utf8)
-                    }
+                    None => pos = next_word_start(text, m.start()),
                 }
                 if pos > text.len() {
                     break;
@@ -689,6 +683,22 @@ const ENCODED_CLASS: [u8; 256] = {
     }
     t
 };
+
+/// The next place after `start` where a PII match can begin: every PII pattern starts at a word
+/// boundary or on a non-word character, so the rest of the current alphanumeric run is skipped.
+fn next_word_start(text: &str, start: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut pos = start + 1;
+    while bytes.get(pos).is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.get(pos - 1).is_some_and(u8::is_ascii_alphanumeric)
+    {
+        pos += 1;
+    }
+    while pos < bytes.len() && !text.is_char_boundary(pos) {
+        pos += 1;
+    }
+    pos
+}
 
 fn is_base64_byte(b: u8) -> bool {
     ENCODED_CLASS
