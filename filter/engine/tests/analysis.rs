@@ -10,25 +10,15 @@
     clippy::indexing_slicing
 )] // test code fails loudly
 
+mod common;
+
+use common::{default_engine, engine};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tollgate_engine::{Action, Decision, Engine, RequestAnalysis};
 
-fn engine(config: &str) -> Engine {
-    Engine::from_json(config.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn default_engine() -> &'static Engine {
-    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-    ENGINE.get_or_init(|| engine("{}"))
-}
-
 fn analyze(e: &Engine, path: &str, body: &Value) -> RequestAnalysis {
-    let route = e
-        .route(None, path)
-        .unwrap_or_else(|| panic!("no route for {path}"));
-    e.analyze_request(&route, body.to_string().as_bytes())
-        .unwrap_or_else(|err| panic!("{err}"))
+    common::request(e, path, body.to_string().as_bytes())
 }
 
 fn ids(a: &RequestAnalysis) -> Vec<&str> {

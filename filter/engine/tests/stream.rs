@@ -9,6 +9,9 @@
     clippy::indexing_slicing
 )] // test code fails loudly
 
+mod common;
+
+use common::{default_engine, engine};
 use proptest::prelude::*;
 use tollgate_engine::sse::SseParser;
 use tollgate_engine::{Emit, Engine, RequestAnalysis, ResponseStream, StreamSummary};
@@ -18,23 +21,8 @@ fn data(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn engine(config: &str) -> Engine {
-    Engine::from_json(config.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The default engine, compiled once for all tests (it is `Sync`).
-fn default_engine() -> &'static Engine {
-    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-    ENGINE.get_or_init(|| engine("{}"))
-}
-
 fn request(engine: &Engine, path: &str, body: &str) -> RequestAnalysis {
-    let route = engine
-        .route(None, path)
-        .unwrap_or_else(|| panic!("no route for {path}"));
-    engine
-        .analyze_request(&route, body.as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"))
+    common::request(engine, path, body.as_bytes())
 }
 
 /// Feeds `stream` in the given chunks; returns what the client receives and the summary.

@@ -538,24 +538,25 @@ impl Detectors {
     }
 
     fn scan_encoded(&self, text: &str, normalizer: &mut Normalizer, out: &mut Vec<Hit>) {
-        for (start, end) in encoded_runs(text.as_bytes(), 24, is_base64_byte).take(64) {
-            if let Some(decoded) = text.get(start..end).and_then(decode_base64) {
-                self.scan_keywords(
-                    &decoded,
-                    normalizer,
-                    out,
-                    Some((self.encoded_base64, start, end)),
-                );
-            }
-        }
-        for (start, end) in encoded_runs(text.as_bytes(), 32, is_hex_byte).take(64) {
-            if let Some(decoded) = text.get(start..end).and_then(decode_hex) {
-                self.scan_keywords(
-                    &decoded,
-                    normalizer,
-                    out,
-                    Some((self.encoded_hex, start, end)),
-                );
+        let encodings = [
+            Encoding {
+                min_len: 24,
+                class: is_base64_byte,
+                decode: decode_base64,
+                rule: self.encoded_base64,
+            },
+            Encoding {
+                min_len: 32,
+                class: is_hex_byte,
+                decode: decode_hex,
+                rule: self.encoded_hex,
+            },
+        ];
+        for e in encodings {
+            for (start, end) in encoded_runs(text.as_bytes(), e.min_len, e.class).take(64) {
+                if let Some(decoded) = text.get(start..end).and_then(e.decode) {
+                    self.scan_keywords(&decoded, normalizer, out, Some((e.rule, start, end)));
+                }
             }
         }
     }
@@ -683,6 +684,14 @@ const ENCODED_CLASS: [u8; 256] = {
     }
     t
 };
+
+/// An encoding whose runs are decoded and rescanned for injection.
+struct Encoding {
+    min_len: usize,
+    class: fn(u8) -> bool,
+    decode: fn(&str) -> Option<String>,
+    rule: RuleIdx,
+}
 
 /// The next place after `start` where a PII match can begin: every PII pattern starts at a word
 /// boundary or on a non-word character, so the rest of the current alphanumeric run is skipped.
