@@ -181,6 +181,8 @@ struct FindingOut<'a> {
     severity: &'a str,
     start: usize,
     end: usize,
+    /// The rule's weight in the risk score.
+    score: f32,
     action: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_index: Option<u32>,
@@ -197,6 +199,7 @@ fn finding_out(f: &Finding, with_location: bool) -> FindingOut<'_> {
         severity: f.severity.as_str(),
         start: f.start,
         end: f.end,
+        score: f.weight,
         action: f.action.as_str(),
         message_index: with_location.then_some(f.message_index),
         role: with_location.then_some(f.role.as_str()),

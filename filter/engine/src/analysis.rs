@@ -50,6 +50,8 @@ pub struct Finding {
     pub rule_id: Arc<str>,
     pub category: Arc<str>,
     pub severity: Severity,
+    /// The rule's weight in the risk score (0..1].
+    pub weight: f32,
     /// The action policy assigned (enforced unless shadow mode).
     pub action: Action,
     pub direction: Direction,
@@ -562,6 +564,7 @@ impl Engine {
                 rule_id: rule.id.clone(),
                 category: rule.category.clone(),
                 severity: rule.severity,
+                weight: rule.weight,
                 action,
                 direction,
                 role: seg.role,
@@ -726,14 +729,8 @@ impl Engine {
         let risk = risk_score(
             findings
                 .iter()
-                .filter(|f| f.category.starts_with("injection"))
-                .filter_map(|f| {
-                    self.detectors
-                        .rules()
-                        .iter()
-                        .find(|r| r.id == f.rule_id)
-                        .map(|r| (&*r.id, r.weight))
-                }),
+                .filter(|f| f.category.starts_with("injection."))
+                .map(|f| (&*f.rule_id, f.weight)),
         );
         (findings, risk, self.policy.decide(strongest, risk))
     }

@@ -471,6 +471,7 @@ impl ResponseStream {
             rule_id: rule.id.clone(),
             category: rule.category.clone(),
             severity: rule.severity,
+            weight: rule.weight,
             action,
             direction: Direction::Response,
             role: Role::Assistant,
