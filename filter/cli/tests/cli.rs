@@ -67,6 +67,10 @@ fn acceptance_card_is_reported() {
         (f["start"].as_u64(), f["end"].as_u64()),
         (Some(11), Some(30))
     );
+    assert!(
+        f["score"].as_f64().is_some_and(|w| w > 0.0 && w <= 1.0),
+        "{f}"
+    );
 }
 
 #[test]
