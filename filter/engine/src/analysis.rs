@@ -581,10 +581,16 @@ impl Engine {
     fn redact_value(&self, value: &mut Value, segments: &[Segment], hits: &[(usize, Hit)]) -> bool {
         let mut redactor = Redactor::new(self.policy.redaction);
         let mut changed = false;
-        for (si, seg) in segments.iter().enumerate() {
-            let mut spans: Vec<(usize, usize, &str)> = hits
+        // hits grouped by segment once (they arrive in segment order; sorting keeps it linear
+        // in practice and correct otherwise)
+        let mut ordered: Vec<&(usize, Hit)> = hits.iter().collect();
+        ordered.sort_by_key(|(si, _)| *si);
+        for group in ordered.chunk_by(|a, b| a.0 == b.0) {
+            let Some(seg) = group.first().and_then(|(si, _)| segments.get(*si)) else {
+                continue;
+            };
+            let mut spans: Vec<(usize, usize, &str)> = group
                 .iter()
-                .filter(|(s, _)| *s == si)
                 .filter_map(|(_, h)| self.detectors.rule(h.rule).map(|r| (h, r)))
                 .filter(|(_, r)| self.policy.action_for(r) == Action::Redact)
                 .map(|(h, r)| (h.start, h.end, &*r.label))

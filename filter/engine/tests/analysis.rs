@@ -545,3 +545,42 @@ fn engine_redacting_everything() -> &'static Engine {
         engine(r#"{"policy": {"categories": {"pii": "redact", "secret": "redact"}}}"#)
     })
 }
+
+#[test]
+fn adversarial_bodies_are_handled_in_linear_work() {
+    // many small hits (overlap suppression) and self-retriggering unbounded rules; quadratic code
+    // would not finish these in any reasonable time
+    let e = default_engine();
+    let emails = "a@b.co ".repeat(20_000);
+    let a = analyze(
+        e,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": emails}]}),
+    );
+    assert_eq!(
+        a.findings
+            .iter()
+            .filter(|f| &*f.rule_id == "pii.email")
+            .count(),
+        20_000
+    );
+    let keys = "key=".repeat(60_000);
+    let a = analyze(
+        e,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": keys}]}),
+    );
+    assert!(a.findings.is_empty(), "{:?}", ids(&a));
+    let many = (0..5_000)
+        .map(|i| json!({"role": "user", "content": format!("card 4111 1111 1111 1111 #{i}")}))
+        .collect::<Vec<_>>();
+    let a = analyze(
+        e,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "messages": many}),
+    );
+    assert_eq!(a.findings.len(), 5_000);
+    let out: Value =
+        serde_json::from_slice(a.rewritten_body.as_deref().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(out["messages"][4999]["content"], "card [CARD_1] #4999");
+}

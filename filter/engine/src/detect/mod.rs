@@ -773,11 +773,24 @@ fn suppress_overlaps(rules: &[RuleMeta], out: &mut Vec<Hit>, first: usize) {
     };
     tail.sort_by_key(|h| (rank(h), usize::MAX - (h.end - h.start)));
     let mut kept: Vec<Hit> = Vec::with_capacity(tail.len());
+    // kept secret/PII spans never overlap each other, so checking the neighbours of a new span
+    // in start order is enough: O(k log k) for k hits
+    let mut taken: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
     for h in tail.iter() {
-        let same_family_overlap = kept
-            .iter()
-            .any(|k| k.start < h.end && h.start < k.end && rank(k).0 < 2 && rank(h).0 < 2);
-        if !same_family_overlap {
+        if rank(h).0 >= 2 {
+            kept.push(*h);
+            continue;
+        }
+        let before = taken
+            .range(..=h.start)
+            .next_back()
+            .is_some_and(|(_, &end)| end > h.start);
+        let after = taken
+            .range(h.start..h.end.max(h.start + 1))
+            .next()
+            .is_some();
+        if !before && !after {
+            taken.insert(h.start, h.end);
             kept.push(*h);
         }
     }

@@ -56,8 +56,13 @@ fn meta_regex(src: &str) -> Result<meta::Regex, String> {
 /// Where a rule's trigger literals sit in its matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Anchor {
-    /// Every match starts with a trigger: search anchored at the trigger's start.
+    /// Every match starts with a trigger and has a bounded length: search anchored at the
+    /// trigger's start (a failed attempt costs at most that length).
     Start,
+    /// Every match starts with a trigger but may be arbitrarily long: search unanchored from the
+    /// trigger, once; no match means none in the rest of the text. Keeps adversarial input
+    /// (`key=key=key=...` against an unbounded value class) linear.
+    StartUnbounded,
     /// Every match ends with a trigger and is at most this long: search the window before the
     /// trigger's end.
     End(usize),
@@ -66,7 +71,12 @@ enum Anchor {
 /// The more selective of a rule's prefix and suffix literal sets, lowercased when `fold`.
 fn trigger_literals(src: &str, fold: bool) -> Option<(Anchor, Vec<Vec<u8>>)> {
     let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
-    let prefix = literals(&hir, ExtractKind::Prefix, fold).map(|l| (Anchor::Start, l));
+    let start = if hir.properties().maximum_len().is_some() {
+        Anchor::Start
+    } else {
+        Anchor::StartUnbounded
+    };
+    let prefix = literals(&hir, ExtractKind::Prefix, fold).map(|l| (start, l));
     let suffix = hir
         .properties()
         .maximum_len()
@@ -118,9 +128,10 @@ fn literals(hir: &regex_syntax::hir::Hir, kind: ExtractKind, fold: bool) -> Opti
     let mut seq = ex.extract(hir);
     // long alternation products add nothing to a trigger: keep a short piece of each literal
     if suffix {
+        // no minimising here: it drops a literal that another one is a *prefix* of, which is
+        // right for prefixes and wrong for suffixes
         seq.keep_last_bytes(MAX_TRIGGER_BYTES);
         seq.dedup();
-        seq.minimize_by_preference();
     } else {
         seq.keep_first_bytes(MAX_TRIGGER_BYTES);
         seq.dedup();
@@ -255,6 +266,7 @@ impl TriggeredRules {
         }
         match self.anchors.get(rule) {
             Some(Anchor::Start) => "prefix".to_string(),
+            Some(Anchor::StartUnbounded) => "prefix, unbounded".to_string(),
             Some(Anchor::End(n)) => format!("suffix({n})"),
             None => "?".to_string(),
         }
@@ -283,13 +295,14 @@ impl TriggeredRules {
                     };
                     let (key, input) = match *anchor {
                         Anchor::Start => (at, Input::new(hay).range(at..).anchored(Anchored::Yes)),
+                        Anchor::StartUnbounded => (at, Input::new(hay).range(at..)),
                         Anchor::End(max) => (
                             at + len,
                             Input::new(hay).range((at + len).saturating_sub(max).max(n)..at + len),
                         ),
                     };
                     if key == t
-                        || (matches!(anchor, Anchor::Start) && key < n)
+                        || (matches!(anchor, Anchor::Start | Anchor::StartUnbounded) && key < n)
                         || (matches!(anchor, Anchor::End(_)) && key <= n)
                     {
                         continue;
@@ -297,13 +310,20 @@ impl TriggeredRules {
                     if let Some(slot) = tried.get_mut(rule) {
                         *slot = key;
                     }
-                    if let Some(found) = re.find(input) {
-                        if found.start() >= n {
+                    match re.find(input) {
+                        Some(found) if found.start() >= n => {
                             out.push((rule, found.start(), found.end()));
                             if let Some(slot) = next.get_mut(rule) {
                                 *slot = found.end().max(found.start() + 1);
                             }
                         }
+                        None if matches!(anchor, Anchor::StartUnbounded) => {
+                            // nothing from here to the end: this rule is done with this text
+                            if let Some(slot) = next.get_mut(rule) {
+                                *slot = hay.len() + 1;
+                            }
+                        }
+                        _ => {}
                     }
                 }
             });
@@ -385,6 +405,40 @@ mod tests {
         }
         want.sort_unstable();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn suffix_triggered_rules_find_every_ending() {
+        // `rule` is a prefix of `rules`: both endings must trigger the rule
+        let sources = [r"(?:reveal|show) .{0,10}(?:rule|rules)\b"];
+        for hay in [
+            "show the rules.",
+            "show the rule.",
+            "please reveal all rules",
+        ] {
+            let got = find(&sources, false, hay);
+            let want: Vec<_> = regex::Regex::new(sources[0])
+                .unwrap()
+                .find_iter(hay)
+                .map(|m| (0, m.start(), m.end()))
+                .collect();
+            assert_eq!(got, want, "{hay}");
+        }
+    }
+
+    #[test]
+    fn unbounded_rules_stay_linear_on_adversarial_input() {
+        // every `key=` is a trigger and the value class swallows the rest: without the
+        // unbounded mode each trigger would rescan to the end (quadratic)
+        let sources = [r"(?i)key=[ \t]*[A-Za-z0-9+/=_-]*[0-9][A-Za-z0-9+/=_-]*".to_string()];
+        let t = TriggeredRules::new(&sources).unwrap();
+        let hay = "key=".repeat(100_000);
+        let mut out = Vec::new();
+        t.find(&hay, &mut out);
+        assert!(out.is_empty());
+        let hay = format!("{}7", "key=".repeat(1000));
+        t.find(&hay, &mut out);
+        assert_eq!(out, vec![(0, 0, hay.len())]);
     }
 
     #[test]
