@@ -24,8 +24,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Text of already released output kept as left context for the next scan (a keyword before a
-/// secret, the start of a URL).
-const CONTEXT_BYTES: usize = 96;
+/// secret, the `![alt text` before an image URL): at least the longest look-back of an output
+/// rule.
+const CONTEXT_BYTES: usize = 256;
+
+/// Most output text held for a match that is still growing at the end of what has arrived.
+const MAX_MATCH_HOLD: usize = 16 << 10;
 
 /// What to send on for one fed chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,8 @@ struct Redaction {
     start: u64,
     end: u64,
     replacement: String,
+    /// The replacement has been written (at the span's first byte not yet sent).
+    placed: bool,
 }
 
 /// Incremental analysis of one response stream; see the module docs.
@@ -123,6 +129,10 @@ pub struct ResponseStream {
     held: VecDeque<HeldEvent>,
     redactions: Vec<Redaction>,
     redactor: Redactor,
+    /// (original, replacement) of every redacted value, JSON-escaped, for events that repeat
+    /// text already streamed as deltas.
+    repeated: Vec<(Vec<u8>, Vec<u8>)>,
+    max_raw: usize,
     strip_usage_chunk: bool,
     block_at: Option<u64>,
     blocked_by: Option<Arc<str>>,
@@ -187,6 +197,8 @@ impl ResponseStream {
             held: VecDeque::new(),
             redactions: Vec::new(),
             redactor: Redactor::new(policy.redaction),
+            repeated: Vec::new(),
+            max_raw: limits.max_event_bytes,
             strip_usage_chunk: req.strip_usage_chunk,
             block_at: None,
             blocked_by: None,
@@ -216,6 +228,20 @@ impl ResponseStream {
                     self.on_sse_event(engine, ev);
                 }
                 self.events = events;
+                if self.raw.len() > self.max_raw {
+                    // an event over the size limit (dropped by the parser) or an endless line:
+                    // pass its bytes on unanalysed, in order, instead of buffering them
+                    let bytes = std::mem::take(&mut self.raw);
+                    self.raw_base += bytes.len() as u64;
+                    self.hold(HeldEvent {
+                        raw: bytes,
+                        event_type: String::new(),
+                        id: None,
+                        value: None,
+                        deltas: Vec::new(),
+                        drop: false,
+                    });
+                }
             }
             Framing::JsonArray(splitter) => {
                 let mut elements = Vec::new();
@@ -267,7 +293,7 @@ impl ResponseStream {
                     start: s,
                     end: e,
                 };
-                self.record(engine, hit, None);
+                self.record(engine, hit, None, false);
             }
         }
         let mut usage = self.usage;
@@ -365,15 +391,8 @@ impl ResponseStream {
         }
         if let Some(patch) = &info.usage {
             patch.apply(&mut self.usage);
-            let final_usage = match self.operation {
-                Operation::Messages => {
-                    patch.output_tokens.is_some() && patch.input_tokens.is_none()
-                        || self.usage_final
-                }
-                _ => patch.output_tokens.is_some(),
-            };
-            self.usage_final |= final_usage;
         }
+        self.usage_final |= info.final_usage;
         self.completed |= info.done;
         self.upstream_error |= info.error;
         let mut positions = Vec::with_capacity(info.deltas.len());
@@ -417,12 +436,23 @@ impl ResponseStream {
             trailing_run_start(&buf, self.holdback)
         };
         if !last {
+            // a match still growing at the end (a PEM block, a long token) is held whole, up to
+            // MAX_MATCH_HOLD bytes, so that it is redacted before any of it is sent
+            // and so is a credential's opening literal (`-----BEGIN`, `ghp_`...) near the end,
+            // before enough of it has arrived to match at all
+            if let Some(at) = engine
+                .detectors
+                .first_secret_trigger(&buf, len.saturating_sub(self.holdback).max(ctx_len))
+            {
+                release = release.min(at);
+            }
+            let floor = len.saturating_sub(MAX_MATCH_HOLD.max(self.holdback));
             for h in &self.hits {
                 if h.end >= len {
-                    release = release.min(h.start);
+                    release = release.min(h.start.max(floor));
                 }
             }
-            release = release.max(len.saturating_sub(self.holdback)).max(ctx_len);
+            release = release.max(ctx_len);
             let mut hits = self.hits.clone();
             hits.sort_by_key(|h| h.start);
             for h in &hits {
@@ -444,7 +474,7 @@ impl ResponseStream {
                     start: (base + h.start as i64).max(0) as usize,
                     end: (base + h.end as i64).max(0) as usize,
                 };
-                self.record(engine, abs, value);
+                self.record(engine, abs, value, true);
             }
         }
         self.hits = hits;
@@ -461,7 +491,9 @@ impl ResponseStream {
         self.context = buf.get(k..release).unwrap_or("").to_string();
     }
 
-    fn record(&mut self, engine: &Engine, hit: Hit, value: Option<String>) {
+    /// Records a finding; with `enforce`, also schedules its redaction or block (findings made
+    /// only at the end of the stream, after everything was sent, are recorded, not enforced).
+    fn record(&mut self, engine: &Engine, hit: Hit, value: Option<String>, enforce: bool) {
         let Some(rule) = engine.detectors.rule(hit.rule) else {
             return;
         };
@@ -479,7 +511,7 @@ impl ResponseStream {
             start: hit.start,
             end: hit.end,
         });
-        if !self.rewrite {
+        if !self.rewrite || !enforce {
             return;
         }
         match action {
@@ -487,10 +519,26 @@ impl ResponseStream {
                 let replacement = self
                     .redactor
                     .replacement(&rule.label, value.as_deref().unwrap_or(""));
+                if let Some(original) = value.filter(|v| !v.is_empty()) {
+                    // events that repeat the whole text (Responses' `.done` and `completed`)
+                    // get the same replacement, as JSON string content
+                    let escaped = |t: &str| {
+                        serde_json::to_string(t).ok().and_then(|q| {
+                            q.get(1..q.len().saturating_sub(1))
+                                .map(|x| x.as_bytes().to_vec())
+                        })
+                    };
+                    if let (Some(from), Some(to)) = (escaped(&original), escaped(&replacement)) {
+                        if !self.repeated.iter().any(|(f, _)| *f == from) {
+                            self.repeated.push((from, to));
+                        }
+                    }
+                }
                 self.redactions.push(Redaction {
                     start: hit.start as u64,
                     end: hit.end as u64,
                     replacement,
+                    placed: false,
                 });
             }
             Action::Block => {
@@ -530,6 +578,8 @@ impl ResponseStream {
                 .any(|(_, a, b)| self.redactions.iter().any(|r| r.start < *b && *a < r.end));
             if touched {
                 out.extend_from_slice(&self.rewrite_event(ev));
+            } else if ev.deltas.is_empty() && !self.repeated.is_empty() {
+                out.extend_from_slice(&replace_all(&ev.raw, &self.repeated));
             } else {
                 out.extend_from_slice(&ev.raw);
             }
@@ -543,7 +593,7 @@ impl ResponseStream {
         self.redactions.retain(|r| r.end > min_open);
     }
 
-    fn rewrite_event(&self, mut ev: HeldEvent) -> Vec<u8> {
+    fn rewrite_event(&mut self, mut ev: HeldEvent) -> Vec<u8> {
         let Some(mut value) = ev.value.take() else {
             return ev.raw;
         };
@@ -553,9 +603,9 @@ impl ResponseStream {
             };
             let mut new = String::with_capacity(text.len());
             let mut pos = *a;
-            let mut spans: Vec<&Redaction> = self
+            let mut spans: Vec<&mut Redaction> = self
                 .redactions
-                .iter()
+                .iter_mut()
                 .filter(|r| r.start < *b && *a < r.end)
                 .collect();
             spans.sort_by_key(|r| r.start);
@@ -564,8 +614,11 @@ impl ResponseStream {
                 let lo = usize::try_from(pos - a).unwrap_or(0);
                 let hi = usize::try_from(s - a).unwrap_or(0);
                 new.push_str(text.get(lo..hi).unwrap_or(""));
-                if r.start >= *a {
+                // written once, where the span's first unsent byte is (its head may have been
+                // sent before the match was recognised)
+                if !r.placed {
                     new.push_str(&r.replacement);
+                    r.placed = true;
                 }
                 pos = r.end.min(*b).max(pos);
             }
@@ -613,6 +666,31 @@ impl ResponseStream {
     }
 }
 
+/// `bytes` with every occurrence of each `(from, to)` pair replaced, longest `from` first.
+fn replace_all(bytes: &[u8], pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let mut ordered: Vec<&(Vec<u8>, Vec<u8>)> = pairs.iter().collect();
+    ordered.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    for (from, to) in ordered {
+        if from.is_empty() || memchr::memmem::find(&out, from).is_none() {
+            continue;
+        }
+        let mut next = Vec::with_capacity(out.len());
+        let mut last = 0;
+        for at in memchr::memmem::find_iter(&out, from) {
+            if at < last {
+                continue;
+            }
+            next.extend_from_slice(out.get(last..at).unwrap_or_default());
+            next.extend_from_slice(to);
+            last = at + from.len();
+        }
+        next.extend_from_slice(out.get(last..).unwrap_or_default());
+        out = next;
+    }
+    out
+}
+
 /// Start of the trailing run that may still grow into a match: the last non-space token, with
 /// spaces and dashes between digit groups counted in (card and phone numbers), at most `max`
 /// bytes back.
@@ -622,9 +700,14 @@ fn trailing_run_start(buf: &str, max: usize) -> usize {
     let mut i = buf.len();
     while i > floor {
         let Some(&b) = bytes.get(i - 1) else { break };
-        let prev_digit = i >= 2 && bytes.get(i - 2).is_some_and(u8::is_ascii_digit);
+        // a space or dash after a digit group, an upper-case group or ')' may be inside a card,
+        // IBAN or phone number that is still arriving
+        let prev_group = i >= 2
+            && bytes
+                .get(i - 2)
+                .is_some_and(|p| p.is_ascii_digit() || p.is_ascii_uppercase() || *p == b')');
         let keep = if b == b' ' || b == b'-' {
-            prev_digit
+            prev_group
         } else {
             !b.is_ascii_whitespace()
         };

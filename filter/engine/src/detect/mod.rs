@@ -483,6 +483,12 @@ impl Detectors {
             .collect()
     }
 
+    /// The first place at or after `from` in `text` where a credential rule's opening literal
+    /// occurs (streams hold text back from there until the rule can decide).
+    pub fn first_secret_trigger(&self, text: &str, from: usize) -> Option<usize> {
+        self.secrets.first_prefix_trigger(text, from)
+    }
+
     /// Runs the families in `set` over `text`, appending hits with spans in `text`.
     pub fn scan(&self, text: &str, set: ScanSet, normalizer: &mut Normalizer, out: &mut Vec<Hit>) {
         if text.is_empty() {

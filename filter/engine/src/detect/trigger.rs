@@ -245,6 +245,33 @@ impl TriggeredRules {
         &self.fallback_rules
     }
 
+    /// The first position at or after `from` where a literal of a prefix-triggered rule starts.
+    pub fn first_prefix_trigger(&self, hay: &str, from: usize) -> Option<usize> {
+        let mut first: Option<usize> = None;
+        for (ac, closure) in &self.triggers {
+            let mut pos = from;
+            while pos < hay.len() {
+                let Ok(Some(m)) = ac.try_find(aho_corasick::Input::new(hay).range(pos..)) else {
+                    break;
+                };
+                let prefix = closure.get(m.pattern().as_usize()).is_some_and(|t| {
+                    t.iter().any(|&(rule, _)| {
+                        matches!(
+                            self.anchors.get(rule),
+                            Some(Anchor::Start | Anchor::StartUnbounded)
+                        )
+                    })
+                });
+                if prefix {
+                    first = Some(first.map_or(m.start(), |f| f.min(m.start())));
+                    break;
+                }
+                pos = m.start() + 1;
+            }
+        }
+        first
+    }
+
     /// How often each rule's triggers fire in `hay` (for tuning rule tables).
     pub fn trigger_counts(&self, hay: &str, counts: &mut Vec<usize>) {
         counts.resize(self.regexes.len(), 0);

@@ -154,6 +154,7 @@ pub fn stream_event(event_type: &str, v: &Value) -> StreamEventInfo {
                     patch.cache_write_tokens = None;
                 }
                 info.usage = Some(patch);
+                info.final_usage = true;
             }
         }
         "message_stop" => info.done = true,

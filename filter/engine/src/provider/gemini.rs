@@ -105,17 +105,20 @@ pub fn response(v: &Value) -> ParsedResponse {
 /// One stream element (an SSE event's data with `alt=sse`, or one element of the JSON array).
 pub fn stream_event(v: &Value) -> StreamEventInfo {
     let r = response(v);
+    let done = get_array(v, "candidates")
+        .iter()
+        .any(|c| get(c, "finishReason").is_some());
+    let usage = get(v, "usageMetadata").filter(|u| u.is_object()).map(usage);
     StreamEventInfo {
+        final_usage: done && usage.is_some(),
         model: r.model,
-        usage: get(v, "usageMetadata").filter(|u| u.is_object()).map(usage),
+        usage,
         deltas: r
             .segments
             .into_iter()
             .map(|s| (s.pointer, s.text))
             .collect(),
-        done: get_array(v, "candidates")
-            .iter()
-            .any(|c| get(c, "finishReason").is_some()),
+        done,
         error: get(v, "error").is_some(),
         usage_only: false,
     }

@@ -277,6 +277,9 @@ pub struct StreamEventInfo {
     pub error: bool,
     /// OpenAI's usage-only chunk (`choices: []` with `usage`).
     pub usage_only: bool,
+    /// This event carries the stream's final usage (OpenAI's usage chunk, Responses'
+    /// `response.completed`, Anthropic's `message_delta`, Gemini's last element).
+    pub final_usage: bool,
 }
 
 /// Parses a request body for `operation`.

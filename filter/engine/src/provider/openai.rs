@@ -343,6 +343,7 @@ pub fn chat_stream_event(v: &Value) -> StreamEventInfo {
     if let Some(u) = get(v, "usage").filter(|u| u.is_object()) {
         info.usage = Some(chat_usage(u));
         info.usage_only = choices.is_empty();
+        info.final_usage = true;
     }
     info.error = get(v, "error").is_some();
     info
@@ -372,6 +373,7 @@ pub fn responses_stream_event(event_type: &str, v: &Value) -> StreamEventInfo {
                     .filter(|u| u.is_object())
                     .map(responses_usage);
             }
+            info.final_usage = info.usage.is_some();
             info.done = true;
             info.error = kind == "response.failed";
         }
