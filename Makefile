@@ -3,19 +3,28 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 
-.PHONY: test lint build wasm wasm-smoke bench detection-report help
+E2E_VENV := tests/e2e/.venv
+
+.PHONY: run test lint build wasm wasm-smoke plugin e2e-deps e2e bench detection-report help
 
 help:
+	@echo "make run               - Envoy with the filter on :10000 (mock provider unless UPSTREAM=...)"
 	@echo "make test              - every test: fmt, clippy (native + wasm), wasm build, unit/integration tests, detection quality gates"
 	@echo "make build             - release build of the tollgate CLI"
+	@echo "make plugin            - the Envoy filter: target/$(WASM_TARGET)/release/tollgate_filter.wasm"
+	@echo "make e2e               - end-to-end tests against a real Envoy"
 	@echo "make wasm              - release build of the engine for $(WASM_TARGET)"
 	@echo "make bench             - criterion benchmarks (see docs/benchmarks.md)"
 	@echo "make detection-report  - detection metrics on eval/corpus (see docs/detection.md)"
 
+# Envoy + the filter on :10000 against the bundled mock provider (UPSTREAM=https://... for a real one)
+run:
+	envoy/run.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p tollgate-engine --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p tollgate-engine -p tollgate-plugin --target $(WASM_TARGET) -- -D warnings
 
 wasm:
 	$(CARGO) build -p tollgate-engine --target $(WASM_TARGET) --release
@@ -29,8 +38,21 @@ wasm-smoke: wasm
 	$(CARGO) build -p tollgate-engine --example wasm_size --release
 	python3 filter/engine/tests/wasm/run_wasm.py target/$(WASM_TARGET)/release/examples/wasm_size.wasm target/release/examples/wasm_size
 
-test: lint wasm build wasm-smoke
-	$(CARGO) test --workspace
+# the Envoy filter
+plugin:
+	$(CARGO) build -p tollgate-plugin --target $(WASM_TARGET) --release
+
+# a local environment with the pinned Envoy and SDK clients for the end-to-end tests
+e2e-deps:
+	test -x $(E2E_VENV)/bin/python || python3 -m venv $(E2E_VENV)
+	$(E2E_VENV)/bin/python -m pip install -q -r tests/e2e/requirements.txt
+
+# real Envoy + the built filter + the mock provider, driven by the official SDKs
+e2e: plugin e2e-deps
+	$(E2E_VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
+
+test: lint wasm build wasm-smoke e2e
+	$(CARGO) test --workspace --exclude tollgate-plugin
 	python3 eval/score.py --tollgate target/release/tollgate --check > /dev/null
 
 bench:

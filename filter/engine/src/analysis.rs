@@ -535,11 +535,8 @@ impl Engine {
     /// The rule named in a block: the strongest blocking finding, or the highest-weight
     /// injection rule when the risk score alone crossed the threshold.
     fn blocking_rule(&self, findings: &[Finding]) -> (Arc<str>, Arc<str>) {
-        let pick = findings
-            .iter()
-            .filter(|f| f.action == Action::Block)
-            .max_by_key(|f| f.severity)
-            .or_else(|| findings.iter().max_by_key(|f| f.severity));
+        let pick = strongest(findings.iter().filter(|f| f.action == Action::Block))
+            .or_else(|| strongest(findings.iter()));
         match pick {
             Some(f) => (f.rule_id.clone(), f.category.clone()),
             None => (Arc::from("policy.risk-score"), Arc::from("injection")),
@@ -745,6 +742,14 @@ impl Engine {
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<u64> {
         self.prices.cost(model, usage)
     }
+}
+
+/// The strongest finding: severity, then weight; the earliest one among equals.
+fn strongest<'a>(findings: impl Iterator<Item = &'a Finding>) -> Option<&'a Finding> {
+    findings.fold(None, |best: Option<&'a Finding>, f| match best {
+        Some(b) if (b.severity, b.weight) >= (f.severity, f.weight) => Some(b),
+        _ => Some(f),
+    })
 }
 
 /// Whether `seen` of `total` prompt n-grams reach the configured share.

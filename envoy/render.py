@@ -1,0 +1,49 @@
+"""Renders envoy/tollgate.yaml.tmpl into an Envoy bootstrap.
+
+python3 envoy/render.py --wasm PATH [--listen 10000] [--admin 9901] [--upstream http://127.0.0.1:18081]
+                        [--plugin-config FILE] > envoy.yaml
+"""
+import argparse
+import json
+import string
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+HERE = Path(__file__).resolve().parent
+
+TLS = """      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: {host}"""
+
+
+def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str) -> str:
+    u = urlparse(upstream)
+    tls = u.scheme == "https"
+    port = u.port or (443 if tls else 80)
+    # the plugin configuration is JSON inside a single-quoted YAML scalar
+    config = json.dumps(json.loads(plugin_config or "{}"), separators=(",", ":")).replace("'", "''")
+    tmpl = string.Template((HERE / "tollgate.yaml.tmpl").read_text())
+    return tmpl.substitute(
+        LISTEN_PORT=listen, ADMIN_PORT=admin, UPSTREAM_HOST=u.hostname, UPSTREAM_PORT=port,
+        UPSTREAM_TLS=TLS.format(host=u.hostname) if tls else "", WASM_PATH=wasm, PLUGIN_CONFIG=config,
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--wasm", required=True)
+    ap.add_argument("--listen", type=int, default=10000)
+    ap.add_argument("--admin", type=int, default=9901)
+    ap.add_argument("--upstream", default="http://127.0.0.1:18081")
+    ap.add_argument("--plugin-config", help="JSON file with the filter configuration")
+    a = ap.parse_args()
+    cfg = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
+    sys.stdout.write(render(str(Path(a.wasm).resolve()), a.listen, a.admin, a.upstream, cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

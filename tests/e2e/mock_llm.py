@@ -1,0 +1,164 @@
+"""A local mock LLM provider for end-to-end tests and local runs: OpenAI Chat Completions and
+Anthropic Messages, JSON and SSE, with realistic usage. It records every request it receives so
+tests can assert what the upstream actually saw (for example, that PII was redacted before it).
+
+Behaviour keyed on the last user message:
+- contains "say card": the reply contains a card number split across two SSE chunks;
+- otherwise: a short canned reply.
+Any other path echoes the request body back byte for byte (for pass-through tests).
+
+Run standalone: python3 tests/e2e/mock_llm.py --port 18081
+"""
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CARD_PIECES = ["Sure, the test card is 4111 11", "11 1111 1111", " and that is all."]
+PLAIN_PIECES = ["Hello", " from", " the", " mock", " model."]
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []
+
+    def add(self, path, headers, body):
+        with self.lock:
+            self.requests.append({"path": path, "headers": headers, "body": body})
+
+    def last(self):
+        with self.lock:
+            return self.requests[-1] if self.requests else None
+
+    def clear(self):
+        with self.lock:
+            self.requests.clear()
+
+
+def last_user_text(body: dict) -> str:
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") == "user":
+            c = msg.get("content")
+            if isinstance(c, str):
+                return c
+            if isinstance(c, list):
+                return " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+    return ""
+
+
+def make_handler(recorder: Recorder):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _body(self) -> bytes:
+            n = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(n) if n else b""
+
+        def _send(self, status: int, body: bytes, ctype: str = "application/json"):
+            self.send_response(status)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _sse(self, events):
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("cache-control", "no-cache")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for ev in events:
+                data = ev.encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+                time.sleep(0.02)  # separate network chunks
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def do_GET(self):
+            recorder.add(self.path, dict(self.headers), b"")
+            self._send(200, json.dumps({"path": self.path}).encode())
+
+        def do_POST(self):
+            raw = self._body()
+            recorder.add(self.path, dict(self.headers), raw)
+            if self.path.startswith("/v1/chat/completions"):
+                return self.openai(raw)
+            if self.path.startswith("/v1/messages"):
+                return self.anthropic(raw)
+            self._send(200, raw, self.headers.get("content-type") or "application/octet-stream")
+
+        def openai(self, raw: bytes):
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._send(400, json.dumps({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}).encode())
+            pieces = CARD_PIECES if "say card" in last_user_text(body) else PLAIN_PIECES
+            model = body.get("model", "gpt-4o-mini")
+            usage = {"prompt_tokens": 21, "completion_tokens": 17, "total_tokens": 38,
+                     "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+            if not body.get("stream"):
+                return self._send(200, json.dumps({
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)}, "finish_reason": "stop"}],
+                    "usage": usage}).encode())
+            def chunk(delta, finish=None):
+                return {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            events = [chunk({"role": "assistant", "content": ""})] + [chunk({"content": p}) for p in pieces] + [chunk({}, "stop")]
+            out = [f"data: {json.dumps(e)}\n\n" for e in events]
+            if (body.get("stream_options") or {}).get("include_usage"):
+                out.append(f"data: {json.dumps({'id': 'chatcmpl-mock', 'object': 'chat.completion.chunk', 'created': 1, 'model': model, 'choices': [], 'usage': usage})}\n\n")
+            out.append("data: [DONE]\n\n")
+            self._sse(out)
+
+        def anthropic(self, raw: bytes):
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._send(400, json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": "invalid JSON"}}).encode())
+            pieces = CARD_PIECES if "say card" in last_user_text(body) else PLAIN_PIECES
+            model = body.get("model", "claude-sonnet-4-5")
+            if not body.get("stream"):
+                return self._send(200, json.dumps({
+                    "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": "".join(pieces)}], "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 15}}).encode())
+            evs = [("message_start", {"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+                   ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})]
+            evs += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}) for p in pieces]
+            evs += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 15}}),
+                    ("message_stop", {"type": "message_stop"})]
+            self._sse([f"event: {t}\ndata: {json.dumps(d)}\n\n" for t, d in evs])
+
+    return Handler
+
+
+def serve(port: int = 0):
+    """Starts the mock in a thread; returns (server, recorder)."""
+    recorder = Recorder()
+    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(recorder))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, recorder
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=18081)
+    args = ap.parse_args()
+    srv, _ = serve(args.port)
+    print(f"mock LLM on http://127.0.0.1:{srv.server_address[1]}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
