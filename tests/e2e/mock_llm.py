@@ -6,11 +6,14 @@ Behaviour keyed on the last user message:
 - contains "say card": the reply contains a card number split across two SSE chunks;
 - otherwise: a short canned reply.
 Any other path echoes the request body back byte for byte (for pass-through tests).
+SSE events are paced 20 ms apart so they reach the filter as separate chunks, unless the request
+carries `x-mock-fast` (load tests).
 
 Run standalone: python3 tests/e2e/mock_llm.py --port 18081
 """
 import argparse
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +58,12 @@ def make_handler(recorder: Recorder):
         def log_message(self, *args):  # quiet
             pass
 
+        def setup(self):
+            super().setup()
+            # headers and body go out in separate writes: without this, Nagle's algorithm and
+            # delayed ACKs add ~40 ms to every response
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def _body(self) -> bytes:
             n = int(self.headers.get("content-length") or 0)
             return self.rfile.read(n) if n else b""
@@ -76,7 +85,8 @@ def make_handler(recorder: Recorder):
                 data = ev.encode()
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
-                time.sleep(0.02)  # separate network chunks
+                if not self.headers.get("x-mock-fast"):
+                    time.sleep(0.02)  # separate network chunks
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
