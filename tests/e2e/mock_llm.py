@@ -81,14 +81,17 @@ def make_handler(recorder: Recorder):
             self.send_header("cache-control", "no-cache")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            for ev in events:
-                data = ev.encode()
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            try:
+                for ev in events:
+                    data = ev.encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    if not self.headers.get("x-mock-fast"):
+                        time.sleep(0.02)  # separate network chunks
+                self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
-                if not self.headers.get("x-mock-fast"):
-                    time.sleep(0.02)  # separate network chunks
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client went away mid-stream
 
         def do_GET(self):
             recorder.add(self.path, dict(self.headers), b"")

@@ -13,20 +13,28 @@
 //! # Layout
 //! - [`Root`]: configuration and the shared engine.
 //! - [`Exchange`]: one request/response exchange.
+//! - [`metrics`]: Envoy counters with labels.
 
+pub mod metrics;
+
+use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use tollgate_engine::{Emit, Engine, EngineError, RequestAnalysis, ResponseStream, RouteMatch};
+use tollgate_engine::{
+    Decision, Emit, Engine, EngineError, Finding, RequestAnalysis, ResponseStream, RouteMatch,
+    Usage,
+};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { engine: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { engine: None, metrics: Rc::new(Metrics::default()) }) });
 }}
 
 /// The root context: holds the compiled engine.
 pub struct Root {
     engine: Option<Rc<Engine>>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for Root {}
@@ -53,7 +61,11 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
-        Some(Box::new(Exchange::new(context_id, engine)))
+        Some(Box::new(Exchange::new(
+            context_id,
+            engine,
+            self.metrics.clone(),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -75,6 +87,13 @@ enum ResponseMode {
 pub struct Exchange {
     id: u32,
     engine: Rc<Engine>,
+    metrics: Rc<Metrics>,
+    /// Usage, cost and model of the response, once known.
+    usage: Option<(Usage, Option<u64>, Option<String>)>,
+    /// Findings on the response side.
+    response_findings: Vec<Finding>,
+    /// Strongest response-side decision.
+    response_decision: Decision,
     route: Option<RouteMatch>,
     analysis: Option<RequestAnalysis>,
     /// Why the request body was not analysed, when it was not.
@@ -84,15 +103,78 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    fn new(id: u32, engine: Rc<Engine>) -> Self {
+    fn new(id: u32, engine: Rc<Engine>, metrics: Rc<Metrics>) -> Self {
         Exchange {
             id,
             engine,
+            metrics,
+            usage: None,
+            response_findings: Vec::new(),
+            response_decision: Decision::Allow,
             route: None,
             analysis: None,
             unanalysed: None,
             response: ResponseMode::Pass,
             replied: false,
+        }
+    }
+
+    /// Records the exchange in Envoy's metrics (once, at the end).
+    fn record_metrics(&self) {
+        let Some(route) = &self.route else { return };
+        let provider = route.provider.as_str();
+        let model = self
+            .usage
+            .as_ref()
+            .and_then(|u| u.2.clone())
+            .or_else(|| self.analysis.as_ref().and_then(|a| a.model.clone()))
+            .unwrap_or_else(|| "unknown".to_string());
+        let request_decision = self.analysis.as_ref().map_or(Decision::Allow, |a| {
+            if a.enforced {
+                a.decision
+            } else {
+                Decision::Log
+            }
+        });
+        let decision = request_decision.max(self.response_decision);
+        let outcome = match (self.unanalysed, decision) {
+            (Some(_), _) => "unanalysed",
+            (None, Decision::Block) => "blocked",
+            (None, Decision::Redact) => "redacted",
+            (None, Decision::Tag) => "tagged",
+            _ => "allowed",
+        };
+        let m = &self.metrics;
+        m.add(
+            "tollgate.requests",
+            &[
+                ("provider", provider),
+                ("model", &model),
+                ("outcome", outcome),
+            ],
+            1,
+        );
+        if let Some(reason) = self.unanalysed {
+            m.add("tollgate.unanalysed", &[("reason", reason)], 1);
+        }
+        let request_findings = self.analysis.iter().flat_map(|a| a.findings.iter());
+        for f in request_findings.chain(self.response_findings.iter()) {
+            m.add(
+                "tollgate.findings",
+                &[("category", &f.category), ("action", f.action.as_str())],
+                1,
+            );
+        }
+        if let Some((usage, cost, _)) = &self.usage {
+            let labels = [("provider", provider), ("model", model.as_str())];
+            m.add("gen_ai.usage.input_tokens", &labels, usage.input_tokens);
+            m.add("gen_ai.usage.output_tokens", &labels, usage.output_tokens);
+            if usage.estimated {
+                m.add("tollgate.usage_estimated", &labels, 1);
+            }
+            if let Some(cost) = cost {
+                m.add("tollgate.cost_micro_usd", &labels, *cost);
+            }
         }
     }
 
@@ -254,6 +336,10 @@ impl HttpContext for Exchange {
                 };
                 if end_of_stream {
                     let (tail, summary) = stream.finish(&self.engine, true);
+                    self.usage =
+                        Some((summary.usage, summary.cost_micro_usd, summary.model.clone()));
+                    self.response_decision = summary.decision;
+                    self.response_findings = summary.findings.clone();
                     log::debug!(
                         "tollgate[{}]: stream done: {} in / {} out tokens, estimated={}",
                         self.id,
@@ -293,11 +379,31 @@ impl HttpContext for Exchange {
                         if let Some(new_body) = &result.rewritten_body {
                             self.set_http_response_body(0, body_size, new_body);
                         }
+                        self.usage =
+                            Some((result.usage, result.cost_micro_usd, result.model.clone()));
+                        self.response_decision = if result.enforced {
+                            result.decision
+                        } else {
+                            Decision::Log
+                        };
+                        self.response_findings = result.findings;
                     }
                     Err(e) => log::debug!("tollgate[{}]: response not analysed: {e}", self.id),
                 }
                 Action::Continue
             }
         }
+    }
+
+    fn on_log(&mut self) {
+        // a stream still open here was cut short (client gone, upstream failed): estimate
+        if let ResponseMode::Streamed(mut stream) =
+            std::mem::replace(&mut self.response, ResponseMode::Pass)
+        {
+            let (_, summary) = stream.finish(&self.engine, false);
+            self.usage = Some((summary.usage, summary.cost_micro_usd, summary.model.clone()));
+            self.response_findings = summary.findings;
+        }
+        self.record_metrics();
     }
 }
