@@ -1,7 +1,7 @@
 """Renders envoy/tollgate.yaml.tmpl into an Envoy bootstrap.
 
 python3 envoy/render.py --wasm PATH [--listen 10000] [--admin 9901] [--upstream http://127.0.0.1:18081]
-                        [--plugin-config FILE] > envoy.yaml
+                        [--plugin-config FILE] [--access-log PATH] > envoy.yaml
 """
 import argparse
 import json
@@ -19,7 +19,10 @@ TLS = """      transport_socket:
           sni: {host}"""
 
 
-def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str) -> str:
+def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str,
+           access_log: str = "/dev/stdout", extra_http_filters: str = "") -> str:
+    """`extra_http_filters`: YAML list items (indented 18 spaces) placed before the filter, e.g.
+    a `jwt_authn` filter whose verified claims the tenant rules read."""
     u = urlparse(upstream)
     tls = u.scheme == "https"
     port = u.port or (443 if tls else 80)
@@ -29,6 +32,7 @@ def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str
     return tmpl.substitute(
         LISTEN_PORT=listen, ADMIN_PORT=admin, UPSTREAM_HOST=u.hostname, UPSTREAM_PORT=port,
         UPSTREAM_TLS=TLS.format(host=u.hostname) if tls else "", WASM_PATH=wasm, PLUGIN_CONFIG=config,
+        ACCESS_LOG=access_log, EXTRA_HTTP_FILTERS=extra_http_filters.rstrip("\n"),
     )
 
 
@@ -39,9 +43,10 @@ def main() -> int:
     ap.add_argument("--admin", type=int, default=9901)
     ap.add_argument("--upstream", default="http://127.0.0.1:18081")
     ap.add_argument("--plugin-config", help="JSON file with the filter configuration")
+    ap.add_argument("--access-log", default="/dev/stdout", help="where Envoy writes its access log")
     a = ap.parse_args()
     cfg = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
-    sys.stdout.write(render(str(Path(a.wasm).resolve()), a.listen, a.admin, a.upstream, cfg))
+    sys.stdout.write(render(str(Path(a.wasm).resolve()), a.listen, a.admin, a.upstream, cfg, a.access_log))
     return 0
 
 

@@ -41,6 +41,6 @@ Try:
   curl -s http://127.0.0.1:$LISTEN/v1/chat/completions -H 'content-type: application/json' \\
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"my card is 4111 1111 1111 1111"}]}'
 MSG
-"$ENVOY" -c "$config" --concurrency "${CONCURRENCY:-2}" --use-dynamic-base-id -l "${LOG_LEVEL:-info}" &
+"$ENVOY" -c "$config" --concurrency "${CONCURRENCY:-2}" --use-dynamic-base-id -l "${LOG_LEVEL:-info}" --file-flush-interval-msec 500 &
 pids+=($!)
 wait "${pids[-1]}"

@@ -42,16 +42,20 @@ def free_port() -> int:
 class Gateway:
     """A running Envoy with the filter."""
 
-    def __init__(self, upstream: str, plugin_config: dict):
+    def __init__(self, upstream: str, plugin_config: dict, extra_http_filters: str = ""):
         assert WASM.exists(), f"{WASM} is missing: build it with `make plugin`"
         self.port, self.admin = free_port(), free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="tollgate-e2e-")
         self.config_path = Path(self.dir.name) / "envoy.yaml"
-        self.config_path.write_text(render.render(str(WASM), self.port, self.admin, upstream, json.dumps(plugin_config)))
+        self.access_log_path = Path(self.dir.name) / "access.log"
+        self.config_path.write_text(render.render(
+            str(WASM), self.port, self.admin, upstream, json.dumps(plugin_config), str(self.access_log_path),
+            extra_http_filters))
         self.log_path = Path(self.dir.name) / "envoy.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1", "--use-dynamic-base-id", "-l", "info"],
+            [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1", "--use-dynamic-base-id", "-l", "info",
+             "--file-flush-interval-msec", "100"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.base = f"http://127.0.0.1:{self.port}"
@@ -69,6 +73,22 @@ class Gateway:
                 pass
             time.sleep(0.1)
         return False
+
+    def summary(self, request_id: str, timeout: float = 5.0) -> dict:
+        """The filter's summary of the request sent with `x-request-id: request_id`, from the
+        access log (Envoy writes the line when the exchange ends)."""
+        deadline = time.time() + timeout
+        while True:
+            if self.access_log_path.exists():
+                for line in self.access_log_path.read_text().splitlines():
+                    entry = json.loads(line)
+                    if entry.get("request_id") == request_id:
+                        assert entry["tollgate"], f"no summary in {entry}"
+                        return json.loads(entry["tollgate"])
+            if time.time() > deadline:
+                tail = self.access_log_path.read_text()[-3000:] if self.access_log_path.exists() else ""
+                raise AssertionError(f"no access-log line for {request_id}; log ends with:\n{tail}")
+            time.sleep(0.05)
 
     def logs(self) -> str:
         self.log.flush()
@@ -96,10 +116,10 @@ def mock():
 def gateway_factory(mock):
     started = {}
 
-    def start(plugin_config: dict | None = None) -> Gateway:
-        key = json.dumps(plugin_config or {}, sort_keys=True)
+    def start(plugin_config: dict | None = None, extra_http_filters: str = "") -> Gateway:
+        key = json.dumps(plugin_config or {}, sort_keys=True) + extra_http_filters
         if key not in started:
-            gw = Gateway(mock[0], plugin_config or {})
+            gw = Gateway(mock[0], plugin_config or {}, extra_http_filters)
             assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
             started[key] = gw
         return started[key]

@@ -1,5 +1,5 @@
 """A local mock LLM provider for end-to-end tests and local runs: OpenAI Chat Completions and
-Anthropic Messages, JSON and SSE, with realistic usage. It records every request it receives so
+Responses, Anthropic Messages, JSON and SSE, with realistic usage. It records every request it receives so
 tests can assert what the upstream actually saw (for example, that PII was redacted before it).
 
 Behaviour keyed on the last user message:
@@ -104,6 +104,8 @@ def make_handler(recorder: Recorder):
                 return self.openai(raw)
             if self.path.startswith("/v1/messages"):
                 return self.anthropic(raw)
+            if self.path.startswith("/v1/responses"):
+                return self.openai_responses(raw)
             self._send(200, raw, self.headers.get("content-type") or "application/octet-stream")
 
         def openai(self, raw: bytes):
@@ -129,6 +131,41 @@ def make_handler(recorder: Recorder):
                 out.append(f"data: {json.dumps({'id': 'chatcmpl-mock', 'object': 'chat.completion.chunk', 'created': 1, 'model': model, 'choices': [], 'usage': usage})}\n\n")
             out.append("data: [DONE]\n\n")
             self._sse(out)
+
+        def openai_responses(self, raw: bytes):
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._send(400, json.dumps({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}).encode())
+            inp = body.get("input")
+            text_in = inp if isinstance(inp, str) else json.dumps(inp)
+            pieces = CARD_PIECES if "say card" in text_in else PLAIN_PIECES
+            model = body.get("model", "gpt-4.1-mini")
+            usage = {"input_tokens": 31, "input_tokens_details": {"cached_tokens": 8},
+                     "output_tokens": 19, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 50}
+            text = "".join(pieces)
+            message = {"id": "msg_mock", "type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+            def response(status, output, usage=None):
+                return {"id": "resp_mock", "object": "response", "created_at": 1, "status": status, "model": model,
+                        "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+                        "usage": usage}
+            if not body.get("stream"):
+                return self._send(200, json.dumps(response("completed", [message], usage)).encode())
+            seq = iter(range(1000))
+            evs = [("response.created", {"type": "response.created", "sequence_number": next(seq), "response": response("in_progress", [])}),
+                   ("response.output_item.added", {"type": "response.output_item.added", "sequence_number": next(seq), "output_index": 0,
+                    "item": {"id": "msg_mock", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+                   ("response.content_part.added", {"type": "response.content_part.added", "sequence_number": next(seq), "item_id": "msg_mock",
+                    "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})]
+            evs += [("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": next(seq), "item_id": "msg_mock",
+                     "output_index": 0, "content_index": 0, "delta": p, "logprobs": []}) for p in pieces]
+            evs += [("response.output_text.done", {"type": "response.output_text.done", "sequence_number": next(seq), "item_id": "msg_mock",
+                     "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+                    ("response.output_item.done", {"type": "response.output_item.done", "sequence_number": next(seq), "output_index": 0, "item": message}),
+                    ("response.completed", {"type": "response.completed", "sequence_number": next(seq), "response": response("completed", [message], usage)})]
+            self._sse([f"event: {t}\ndata: {json.dumps(d)}\n\n" for t, d in evs])
 
         def anthropic(self, raw: bytes):
             try:

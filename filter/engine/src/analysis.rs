@@ -11,6 +11,7 @@ use crate::normalize::Normalizer;
 use crate::policy::{block_body, risk_score, Action, Decision, Policy, Redactor};
 use crate::price::{parse_usd_micro, Price, PriceTable};
 use crate::provider::{self, Operation, ParsedRequest, Provider, Role, Segment};
+use crate::tenant::TenantResolver;
 use crate::usage::{estimate_tokens, Usage};
 use serde::Serialize;
 use serde_json::Value;
@@ -189,6 +190,8 @@ pub struct Engine {
     limits: Limits,
     fail_closed: bool,
     inject_stream_usage: bool,
+    tenants: TenantResolver,
+    summary_filter_state: bool,
 }
 
 impl Engine {
@@ -353,6 +356,8 @@ impl Engine {
             },
             fail_closed: raw.fail_closed,
             inject_stream_usage: raw.inject_stream_usage,
+            tenants: TenantResolver::new(&raw.tenant)?,
+            summary_filter_state: raw.summary.filter_state,
         })
     }
 
@@ -362,6 +367,16 @@ impl Engine {
 
     pub fn fail_closed(&self) -> bool {
         self.fail_closed
+    }
+
+    /// The tenant rules.
+    pub fn tenants(&self) -> &TenantResolver {
+        &self.tenants
+    }
+
+    /// Whether the access-log summary goes into filter state.
+    pub fn summary_in_filter_state(&self) -> bool {
+        self.summary_filter_state
     }
 
     pub fn detectors(&self) -> &Detectors {

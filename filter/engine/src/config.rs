@@ -28,6 +28,25 @@ pub struct RawConfig {
     /// Add `stream_options.include_usage: true` to OpenAI streaming chat requests that lack it
     /// (and drop the extra usage-only chunk from what the client receives).
     pub inject_stream_usage: bool,
+    /// Who a request belongs to (default: everyone is `anonymous`).
+    pub tenant: crate::tenant::RawTenant,
+    /// The per-request summary written for access logs.
+    pub summary: RawSummary,
+}
+
+/// The per-request summary (see docs/configuration.md, "Access-log summary").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSummary {
+    /// Write the JSON summary of each LLM call into Envoy filter state, readable in access logs
+    /// as `%FILTER_STATE(wasm.tollgate.summary:PLAIN)%`.
+    pub filter_state: bool,
+}
+
+impl Default for RawSummary {
+    fn default() -> Self {
+        RawSummary { filter_state: true }
+    }
 }
 
 /// One LLM route.

@@ -11,6 +11,8 @@
 //! - [`normalize`]: text folding for keyword rules, with an exact map back to the original bytes.
 //! - [`detect`]: rule tables, PII validators, secrets, encoded payloads, output rules.
 //! - [`policy`]: actions, decisions, redaction text, provider-shaped block bodies.
+//! - [`tenant`]: who a request belongs to (header, JWT claim, API-key hash, peer principal).
+//! - [`exchange`]: the record of one call — outcome, usage, timing — and its access-log summary.
 //! - [`usage`] and [`price`]: normalised token usage, the estimator, integer money.
 //! - [`error`]: the one error type.
 
@@ -18,12 +20,14 @@ pub mod analysis;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod exchange;
 pub mod normalize;
 pub mod policy;
 pub mod price;
 pub mod provider;
 pub mod sse;
 pub mod stream;
+pub mod tenant;
 pub mod usage;
 
 pub use analysis::{
@@ -31,6 +35,8 @@ pub use analysis::{
 };
 pub use config::RawConfig;
 pub use error::EngineError;
+pub use exchange::{ExchangeRecord, Outcome, Timing};
 pub use policy::{Action, Decision};
 pub use stream::{Emit, ResponseStream, StreamOutput, StreamSummary};
+pub use tenant::{RequestFacts, Tenant, TenantResolver, TenantSource};
 pub use usage::Usage;

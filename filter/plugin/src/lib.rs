@@ -21,10 +21,14 @@ use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 use tollgate_engine::{
-    Decision, Emit, Engine, EngineError, Finding, RequestAnalysis, ResponseStream, RouteMatch,
-    Usage,
+    Emit, Engine, EngineError, ExchangeRecord, RequestAnalysis, RequestFacts, ResponseStream,
+    RouteMatch, StreamSummary,
 };
+
+/// Filter-state name of the per-request summary (Envoy stores it as `wasm.tollgate.summary`).
+pub const SUMMARY_PROPERTY: &str = "tollgate.summary";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -88,18 +92,40 @@ pub struct Exchange {
     id: u32,
     engine: Rc<Engine>,
     metrics: Rc<Metrics>,
-    /// Usage, cost and model of the response, once known.
-    usage: Option<(Usage, Option<u64>, Option<String>)>,
-    /// Findings on the response side.
-    response_findings: Vec<Finding>,
-    /// Strongest response-side decision.
-    response_decision: Decision,
     route: Option<RouteMatch>,
     analysis: Option<RequestAnalysis>,
-    /// Why the request body was not analysed, when it was not.
-    unanalysed: Option<&'static str>,
+    /// What is known of the call so far (LLM routes only).
+    record: Option<ExchangeRecord>,
+    /// The summary was written to filter state.
+    summarised: bool,
     response: ResponseMode,
     replied: bool,
+}
+
+/// The request as the engine's tenant rules see it.
+struct HostFacts<'a>(&'a Exchange);
+
+impl RequestFacts for HostFacts<'_> {
+    fn header(&self, name: &str) -> Option<String> {
+        self.0.get_http_request_header(name)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.0.get_property(path.to_vec())
+    }
+}
+
+/// Nanoseconds since the unix epoch by the host clock.
+fn now_nanos(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// An integer host property (Envoy serialises them as 8 little-endian bytes).
+fn int_property(ctx: &dyn Context, path: &[&str]) -> Option<u64> {
+    let bytes: [u8; 8] = ctx.get_property(path.to_vec())?.try_into().ok()?;
+    u64::try_from(i64::from_le_bytes(bytes)).ok()
 }
 
 impl Exchange {
@@ -108,79 +134,91 @@ impl Exchange {
             id,
             engine,
             metrics,
-            usage: None,
-            response_findings: Vec::new(),
-            response_decision: Decision::Allow,
             route: None,
             analysis: None,
-            unanalysed: None,
+            record: None,
+            summarised: false,
             response: ResponseMode::Pass,
             replied: false,
         }
     }
 
+    fn unanalysed(&mut self, reason: &'static str) {
+        if let Some(rec) = &mut self.record {
+            rec.unanalysed = Some(reason);
+        }
+    }
+
+    fn is_unanalysed(&self) -> bool {
+        self.record.as_ref().is_some_and(|r| r.unanalysed.is_some())
+    }
+
+    /// Marks the end of the exchange and writes its summary to filter state (once).
+    fn finish_record(&mut self) {
+        if self.summarised {
+            return;
+        }
+        let now = now_nanos(self);
+        let Some(rec) = &mut self.record else { return };
+        rec.timing.end = Some(now);
+        if !self.engine.summary_in_filter_state() {
+            return;
+        }
+        self.summarised = true;
+        let json = rec.summary_json();
+        self.set_property(vec![SUMMARY_PROPERTY], Some(json.as_bytes()));
+    }
+
     /// Records the exchange in Envoy's metrics (once, at the end).
     fn record_metrics(&self) {
-        let Some(route) = &self.route else { return };
-        let provider = route.provider.as_str();
-        let model = self
-            .usage
-            .as_ref()
-            .and_then(|u| u.2.clone())
-            .or_else(|| self.analysis.as_ref().and_then(|a| a.model.clone()))
-            .unwrap_or_else(|| "unknown".to_string());
-        let request_decision = self.analysis.as_ref().map_or(Decision::Allow, |a| {
-            if a.enforced {
-                a.decision
-            } else {
-                Decision::Log
-            }
-        });
-        let decision = request_decision.max(self.response_decision);
-        let outcome = match (self.unanalysed, decision) {
-            (Some(_), _) => "unanalysed",
-            (None, Decision::Block) => "blocked",
-            (None, Decision::Redact) => "redacted",
-            (None, Decision::Tag) => "tagged",
-            _ => "allowed",
-        };
+        let Some(rec) = &self.record else { return };
+        let provider = rec.provider.as_str();
+        let model = rec.model();
         let m = &self.metrics;
+        let labels = [("provider", provider), ("model", model)];
         m.add(
             "tollgate.requests",
             &[
                 ("provider", provider),
-                ("model", &model),
-                ("outcome", outcome),
+                ("model", model),
+                ("outcome", rec.outcome().as_str()),
             ],
             1,
         );
-        if let Some(reason) = self.unanalysed {
+        if let Some(reason) = rec.unanalysed {
             m.add("tollgate.unanalysed", &[("reason", reason)], 1);
         }
-        let request_findings = self.analysis.iter().flat_map(|a| a.findings.iter());
-        for f in request_findings.chain(self.response_findings.iter()) {
+        for f in &rec.findings {
             m.add(
                 "tollgate.findings",
                 &[("category", &f.category), ("action", f.action.as_str())],
                 1,
             );
         }
-        if let Some((usage, cost, _)) = &self.usage {
-            let labels = [("provider", provider), ("model", model.as_str())];
+        if let Some(usage) = &rec.usage {
             m.add("gen_ai.usage.input_tokens", &labels, usage.input_tokens);
             m.add("gen_ai.usage.output_tokens", &labels, usage.output_tokens);
             if usage.estimated {
                 m.add("tollgate.usage_estimated", &labels, 1);
             }
-            if let Some(cost) = cost {
-                m.add("tollgate.cost_micro_usd", &labels, *cost);
-            }
+        }
+        if let Some(cost) = rec.cost_micro_usd {
+            m.add("tollgate.cost_micro_usd", &labels, cost);
+        }
+        if let Some(ms) = rec.ttft_ms() {
+            m.record("gen_ai.server.time_to_first_token_ms", &labels, ms as u64);
+        }
+        if let Some(ms) = rec.duration_ms() {
+            m.record("gen_ai.server.request.duration_ms", &labels, ms as u64);
         }
     }
 
     /// Answers locally with the provider's error shape.
     fn reply(&mut self, status: u16, body: &[u8], rule: &str) {
         self.replied = true;
+        if let Some(rec) = &mut self.record {
+            rec.status = Some(status);
+        }
         self.send_http_response(
             u32::from(status),
             vec![
@@ -197,8 +235,16 @@ impl Exchange {
             .route
             .as_ref()
             .map_or(tollgate_engine::provider::Provider::Openai, |r| r.provider);
-        let body = tollgate_engine::policy::block_body(provider, status, reason, "unanalysed");
-        self.reply(status, &body, reason);
+        let rule = if reason == "too_large" {
+            "unanalysed.too_large"
+        } else {
+            "unanalysed.malformed"
+        };
+        if let Some(rec) = &mut self.record {
+            rec.rejected_unanalysed(reason, rule);
+        }
+        let body = tollgate_engine::policy::block_body(provider, status, rule, "unanalysed");
+        self.reply(status, &body, rule);
         Action::Pause
     }
 
@@ -206,8 +252,14 @@ impl Exchange {
         let Some(route) = self.route.clone() else {
             return Action::Continue;
         };
+        if let Some(rec) = &mut self.record {
+            rec.request_bytes = body.len() as u64;
+        }
         match self.engine.analyze_request(&route, body) {
             Ok(analysis) => {
+                if let Some(rec) = &mut self.record {
+                    rec.request(&analysis);
+                }
                 if let Some(block) = &analysis.block {
                     let (status, body, rule) =
                         (block.status, block.body.clone(), block.rule_id.clone());
@@ -232,9 +284,9 @@ impl Exchange {
             Err(EngineError::TooLarge { .. }) => self.too_large(),
             Err(e) => {
                 log::debug!("tollgate[{}]: request not analysed: {e}", self.id);
-                self.unanalysed = Some("malformed");
+                self.unanalysed("malformed");
                 if self.engine.fail_closed() {
-                    return self.fail_closed(400, "unanalysed.malformed");
+                    return self.fail_closed(400, "malformed");
                 }
                 Action::Continue
             }
@@ -242,11 +294,25 @@ impl Exchange {
     }
 
     fn too_large(&mut self) -> Action {
-        self.unanalysed = Some("too_large");
+        self.unanalysed("too_large");
         if self.engine.fail_closed() {
-            return self.fail_closed(413, "unanalysed.too_large");
+            return self.fail_closed(413, "too_large");
         }
         Action::Continue
+    }
+
+    /// Takes in the end of a streamed response (complete, or cut short).
+    fn stream_done(&mut self, summary: StreamSummary) {
+        log::debug!(
+            "tollgate[{}]: stream done: {} in / {} out tokens, estimated={}",
+            self.id,
+            summary.usage.input_tokens,
+            summary.usage.output_tokens,
+            summary.usage.estimated
+        );
+        if let Some(rec) = &mut self.record {
+            rec.stream_summary(summary);
+        }
     }
 }
 
@@ -257,9 +323,9 @@ impl HttpContext for Exchange {
         let path = self.get_http_request_header(":path").unwrap_or_default();
         let authority = self.get_http_request_header(":authority");
         self.route = self.engine.route(authority.as_deref(), &path);
-        if self.route.is_none() || end_of_stream {
+        let Some(route) = self.route.clone() else {
             return Action::Continue;
-        }
+        };
         if self
             .get_http_request_header(":method")
             .is_some_and(|m| !m.eq_ignore_ascii_case("POST"))
@@ -267,23 +333,31 @@ impl HttpContext for Exchange {
             self.route = None;
             return Action::Continue;
         }
+        let start = int_property(self, &["request", "time"]).unwrap_or_else(|| now_nanos(self));
+        let tenant = self.engine.tenants().resolve(&HostFacts(self));
+        self.record = Some(ExchangeRecord::new(&route, tenant, start));
+        if end_of_stream {
+            self.unanalysed("empty");
+            return Action::Continue;
+        }
         let limit = self.engine.limits().max_request_body_bytes;
         let declared = self
             .get_http_request_header("content-length")
             .and_then(|v| v.trim().parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return self.too_large();
+        if let Some(n) = declared {
+            if let Some(rec) = &mut self.record {
+                rec.request_bytes = n as u64;
+            }
+            if n > limit {
+                return self.too_large();
+            }
         }
         // hold the headers until the body is analysed: it may be replaced, or tags added
         Action::Pause
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.route.is_none()
-            || self.unanalysed.is_some()
-            || self.analysis.is_some()
-            || self.replied
-        {
+        if self.route.is_none() || self.is_unanalysed() || self.analysis.is_some() || self.replied {
             return Action::Continue;
         }
         if body_size > self.engine.limits().max_request_body_bytes {
@@ -297,12 +371,27 @@ impl HttpContext for Exchange {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(analysis) = &self.analysis else {
-            return Action::Continue;
-        };
-        if self.replied || end_of_stream {
+        if self.record.is_none() || self.replied {
             return Action::Continue;
         }
+        let now = now_nanos(self);
+        let status = self
+            .get_http_response_header(":status")
+            .and_then(|s| s.parse::<u16>().ok());
+        if let Some(rec) = &mut self.record {
+            rec.response_headers(status, now);
+        }
+        if end_of_stream {
+            self.finish_record();
+            return Action::Continue;
+        }
+        let route = self.route.clone();
+        let analysis = match (&self.analysis, route) {
+            (Some(a), _) => a.clone(),
+            // the request was not analysed: usage and output rules still apply to the answer
+            (None, Some(route)) => RequestAnalysis::unanalysed(&route),
+            (None, None) => return Action::Continue,
+        };
         let content_type = self
             .get_http_response_header("content-type")
             .unwrap_or_default();
@@ -310,7 +399,7 @@ impl HttpContext for Exchange {
             .to_ascii_lowercase()
             .contains("text/event-stream");
         if sse || analysis.stream {
-            let stream = ResponseStream::new(&self.engine, analysis, &content_type);
+            let stream = ResponseStream::new(&self.engine, &analysis, &content_type);
             if stream.rewrites() {
                 self.set_http_response_header("content-length", None);
             }
@@ -319,6 +408,9 @@ impl HttpContext for Exchange {
             // the body may be replaced once analysed; its length is not known yet
             self.set_http_response_header("content-length", None);
             self.response = ResponseMode::Buffered;
+        }
+        if self.analysis.is_none() {
+            self.analysis = Some(analysis);
         }
         Action::Continue
     }
@@ -330,23 +422,23 @@ impl HttpContext for Exchange {
                 let chunk = self
                     .get_http_response_body(0, body_size)
                     .unwrap_or_default();
-                let mut out = match stream.feed(&self.engine, &chunk).emit {
+                let fed = stream.feed(&self.engine, &chunk);
+                if fed.first_text {
+                    let now = now_nanos(self);
+                    if let Some(rec) = &mut self.record {
+                        rec.timing.first_token.get_or_insert(now);
+                    }
+                }
+                if let Some(rec) = &mut self.record {
+                    rec.response_bytes = rec.response_bytes.saturating_add(body_size as u64);
+                }
+                let mut out = match fed.emit {
                     Emit::Same => None,
                     Emit::Bytes(bytes) => Some(bytes),
                 };
                 if end_of_stream {
                     let (tail, summary) = stream.finish(&self.engine, true);
-                    self.usage =
-                        Some((summary.usage, summary.cost_micro_usd, summary.model.clone()));
-                    self.response_decision = summary.decision;
-                    self.response_findings = summary.findings.clone();
-                    log::debug!(
-                        "tollgate[{}]: stream done: {} in / {} out tokens, estimated={}",
-                        self.id,
-                        summary.usage.input_tokens,
-                        summary.usage.output_tokens,
-                        summary.usage.estimated
-                    );
+                    self.stream_done(summary);
                     if !tail.is_empty() {
                         let mut bytes = out.unwrap_or_else(|| chunk.clone());
                         bytes.extend_from_slice(&tail);
@@ -358,6 +450,9 @@ impl HttpContext for Exchange {
                 if let Some(bytes) = out {
                     self.set_http_response_body(0, body_size, &bytes);
                 }
+                if end_of_stream {
+                    self.finish_record();
+                }
                 Action::Continue
             }
             ResponseMode::Buffered => {
@@ -367,6 +462,9 @@ impl HttpContext for Exchange {
                     }
                     self.response = ResponseMode::Buffered;
                     return Action::Pause;
+                }
+                if let Some(rec) = &mut self.record {
+                    rec.response_bytes = body_size as u64;
                 }
                 let Some(analysis) = &self.analysis else {
                     return Action::Continue;
@@ -379,17 +477,13 @@ impl HttpContext for Exchange {
                         if let Some(new_body) = &result.rewritten_body {
                             self.set_http_response_body(0, body_size, new_body);
                         }
-                        self.usage =
-                            Some((result.usage, result.cost_micro_usd, result.model.clone()));
-                        self.response_decision = if result.enforced {
-                            result.decision
-                        } else {
-                            Decision::Log
-                        };
-                        self.response_findings = result.findings;
+                        if let Some(rec) = &mut self.record {
+                            rec.response(result);
+                        }
                     }
                     Err(e) => log::debug!("tollgate[{}]: response not analysed: {e}", self.id),
                 }
+                self.finish_record();
                 Action::Continue
             }
         }
@@ -401,9 +495,13 @@ impl HttpContext for Exchange {
             std::mem::replace(&mut self.response, ResponseMode::Pass)
         {
             let (_, summary) = stream.finish(&self.engine, false);
-            self.usage = Some((summary.usage, summary.cost_micro_usd, summary.model.clone()));
-            self.response_findings = summary.findings;
+            self.stream_done(summary);
         }
+        let code = int_property(self, &["response", "code"]).and_then(|c| u16::try_from(c).ok());
+        if let Some(rec) = &mut self.record {
+            rec.status = rec.status.or(code);
+        }
+        self.finish_record();
         self.record_metrics();
     }
 }
