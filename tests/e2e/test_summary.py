@@ -215,7 +215,8 @@ def test_tenant_from_a_claim_verified_by_envoy_jwt_authn(gateway_factory, record
         {"from": "jwt_metadata", "key": "jwt_payload", "claim": "tenant"},
     ]}}, JWT_AUTHN)
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}).encode()
-    for claims, expected in [({"tenant": "acme"}, "acme"), ({"org": {"id": "org-7"}, "tenant": "x"}, "org-7")]:
+    for claims, expected in [({"tenant": "acme"}, "acme"), ({"org": {"id": "org-7"}, "tenant": "x"}, "org-7"),
+                             ({"tenant": 1234}, "1234")]:
         token = jwt_hs256({"iss": "https://issuer.e2e.test", "sub": "u1", "exp": int(time.time()) + 600, **claims}, SECRET)
         r = rid()
         status, _ = post(gw, "/v1/chat/completions", body, {"x-request-id": r, "authorization": f"Bearer {token}"})

@@ -1,7 +1,8 @@
 //! A minimal program that links the whole engine (config compile, request analysis, stream
 //! analysis), built for `wasm32-wasip1` to measure the engine's contribution to a `.wasm`:
 //! `cargo build -p tollgate-engine --example wasm_size --target wasm32-wasip1 --release`.
-//! It also runs natively: it analyses the chat request JSON on stdin and prints the decision.
+//! It also runs natively: it analyses the chat request JSON on stdin and prints the decision;
+//! with `--bench N` it prints the mean time of N analyses instead.
 
 use std::io::Read;
 
@@ -16,6 +17,20 @@ fn main() {
     let Some(route) = engine.route(None, "/v1/chat/completions") else {
         return;
     };
+    // `wasm_size --bench N`: time N analyses of the body (for the simd128 comparison)
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, n] = args.as_slice() {
+        if flag == "--bench" {
+            let n: u32 = n.parse().unwrap_or(1000);
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let _ = std::hint::black_box(engine.analyze_request(&route, &body));
+            }
+            let per = start.elapsed().as_secs_f64() * 1e6 / f64::from(n.max(1));
+            println!("{per:.1} us per analysis of {} bytes", body.len());
+            return;
+        }
+    }
     match engine.analyze_request(&route, &body) {
         Ok(a) => {
             let mut stream = tollgate_engine::ResponseStream::new(&engine, &a, "text/event-stream");

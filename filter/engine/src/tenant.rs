@@ -251,7 +251,7 @@ impl TenantResolver {
                     let path: Vec<&str> = path.iter().map(String::as_str).collect();
                     facts
                         .property(&path)
-                        .and_then(|b| String::from_utf8(b).ok())
+                        .and_then(|b| property_text(&b))
                         .map(|v| (v, *kind))
                 }
             };
@@ -291,20 +291,36 @@ fn jwt_metadata_claim(
 ) -> Option<String> {
     let mut path = vec!["metadata", "filter_metadata", namespace, key];
     path.push(claim);
-    if let Some(v) = facts
-        .property(&path)
-        .and_then(|b| String::from_utf8(b).ok())
-    {
+    if let Some(v) = facts.property(&path).and_then(|b| property_text(&b)) {
         return Some(v);
     }
     if claim.contains('.') {
         path.truncate(4);
         path.extend(claim.split('.'));
-        return facts
-            .property(&path)
-            .and_then(|b| String::from_utf8(b).ok());
+        return facts.property(&path).and_then(|b| property_text(&b));
     }
     None
+}
+
+/// A property value as text. Envoy returns strings as their bytes and numbers as 8 raw
+/// little-endian bytes (a `Struct` number, such as a numeric JWT claim, is an `f64`); anything
+/// else (a nested object, a list) is not an identity.
+pub fn property_text(bytes: &[u8]) -> Option<String> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        if !s.chars().any(char::is_control) {
+            return Some(s.to_string());
+        }
+    }
+    let raw: [u8; 8] = bytes.try_into().ok()?;
+    let n = f64::from_le_bytes(raw);
+    if !n.is_finite() {
+        return None;
+    }
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Some(format!("{}", n as i64))
+    } else {
+        Some(n.to_string())
+    }
 }
 
 /// A claim from a `Bearer` JWT's payload, not verified.
@@ -554,6 +570,19 @@ mod tests {
             "acme",
         );
         assert_eq!(r.resolve(&facts).id, "acme");
+    }
+
+    #[test]
+    fn numeric_claims_and_properties_become_text() {
+        assert_eq!(property_text(&42.0f64.to_le_bytes()).as_deref(), Some("42"));
+        assert_eq!(property_text(&1.5f64.to_le_bytes()).as_deref(), Some("1.5"));
+        assert_eq!(property_text(b"acme").as_deref(), Some("acme"));
+        assert_eq!(property_text(&f64::NAN.to_le_bytes()), None);
+        // a nested object comes back in the host's pairs encoding: not an identity
+        assert_eq!(
+            property_text(&[1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, b'i', b'd', 0, b'x', 0]),
+            None
+        );
     }
 
     #[test]

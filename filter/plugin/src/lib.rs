@@ -13,8 +13,11 @@
 //! # Layout
 //! - [`Root`]: configuration and the shared engine.
 //! - [`Exchange`]: one request/response exchange.
-//! - [`metrics`]: Envoy counters with labels.
+//! - [`metrics`]: Envoy counters and histograms with labels.
+//! - [`host`]: host properties read and written without the SDK's panics.
 
+#[allow(unsafe_code)]
+pub mod host;
 pub mod metrics;
 
 use metrics::Metrics;
@@ -111,7 +114,7 @@ impl RequestFacts for HostFacts<'_> {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.0.get_property(path.to_vec())
+        host::get_property(path)
     }
 }
 
@@ -123,8 +126,8 @@ fn now_nanos(ctx: &dyn Context) -> u64 {
 }
 
 /// An integer host property (Envoy serialises them as 8 little-endian bytes).
-fn int_property(ctx: &dyn Context, path: &[&str]) -> Option<u64> {
-    let bytes: [u8; 8] = ctx.get_property(path.to_vec())?.try_into().ok()?;
+fn int_property(path: &[&str]) -> Option<u64> {
+    let bytes: [u8; 8] = host::get_property(path)?.try_into().ok()?;
     u64::try_from(i64::from_le_bytes(bytes)).ok()
 }
 
@@ -166,7 +169,9 @@ impl Exchange {
         }
         self.summarised = true;
         let json = rec.summary_json();
-        self.set_property(vec![SUMMARY_PROPERTY], Some(json.as_bytes()));
+        if !host::set_property(&[SUMMARY_PROPERTY], json.as_bytes()) {
+            log::debug!("tollgate[{}]: the host refused the summary", self.id);
+        }
     }
 
     /// Records the exchange in Envoy's metrics (once, at the end).
@@ -333,7 +338,7 @@ impl HttpContext for Exchange {
             self.route = None;
             return Action::Continue;
         }
-        let start = int_property(self, &["request", "time"]).unwrap_or_else(|| now_nanos(self));
+        let start = int_property(&["request", "time"]).unwrap_or_else(|| now_nanos(self));
         let tenant = self.engine.tenants().resolve(&HostFacts(self));
         self.record = Some(ExchangeRecord::new(&route, tenant, start));
         if end_of_stream {
@@ -497,7 +502,7 @@ impl HttpContext for Exchange {
             let (_, summary) = stream.finish(&self.engine, false);
             self.stream_done(summary);
         }
-        let code = int_property(self, &["response", "code"]).and_then(|c| u16::try_from(c).ok());
+        let code = int_property(&["response", "code"]).and_then(|c| u16::try_from(c).ok());
         if let Some(rec) = &mut self.record {
             rec.status = rec.status.or(code);
         }
