@@ -20,7 +20,7 @@ TLS = """      transport_socket:
 
 
 def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str,
-           access_log: str = "/dev/stdout", extra_http_filters: str = "") -> str:
+           access_log: str = "/dev/stdout", extra_http_filters: str = "", with_filter: bool = True) -> str:
     """`extra_http_filters`: YAML list items (indented 18 spaces) placed before the filter, e.g.
     a `jwt_authn` filter whose verified claims the tenant rules read."""
     u = urlparse(upstream)
@@ -28,7 +28,18 @@ def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str
     port = u.port or (443 if tls else 80)
     # the plugin configuration is JSON inside a single-quoted YAML scalar
     config = json.dumps(json.loads(plugin_config or "{}"), separators=(",", ":")).replace("'", "''")
-    tmpl = string.Template((HERE / "tollgate.yaml.tmpl").read_text())
+    text = (HERE / "tollgate.yaml.tmpl").read_text()
+    if not with_filter:  # the same Envoy without Tollgate (benchmark baseline)
+        lines, keep = [], True
+        for line in text.splitlines(keepends=True):
+            if "# tollgate-filter-begin" in line:
+                keep = False
+            elif "# tollgate-filter-end" in line:
+                keep = True
+            elif keep:
+                lines.append(line)
+        text = "".join(lines)
+    tmpl = string.Template(text)
     return tmpl.substitute(
         LISTEN_PORT=listen, ADMIN_PORT=admin, UPSTREAM_HOST=u.hostname, UPSTREAM_PORT=port,
         UPSTREAM_TLS=TLS.format(host=u.hostname) if tls else "", WASM_PATH=wasm, PLUGIN_CONFIG=config,

@@ -1,0 +1,173 @@
+"""Envoy with and without the Tollgate filter, in the same run (docs/benchmarks.md).
+
+Two Envoys (`--concurrency 1`, pinned to CPU 0) share one upstream; the load generator and the
+upstream are pinned to CPU 1. For each case the two are measured in interleaved pairs (the order
+alternates), and the report gives the median of the pairs: request rate, the ratio with/without,
+p50 latency and the p50 added by the filter, and for streams the time to the first text byte.
+It ends with each Envoy's resident memory, whose difference is what the filter's VMs cost.
+
+    make bench-envoy            # builds everything, then runs this
+    python3 tests/bench/envoy_compare.py --pairs 5 --millis 3000
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "envoy"))
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+import render  # noqa: E402
+
+LOADGEN = REPO / "target" / "release" / "tollgate-loadgen"
+WASM = REPO / "target" / "wasm32-wasip1" / "release" / "tollgate_filter.wasm"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(cpu: int, argv: list) -> list:
+    return ["taskset", "-c", str(cpu), *argv] if os.cpu_count() and os.cpu_count() > 1 else argv
+
+
+def envoy_binary() -> str:
+    from conftest import envoy_binary as find
+    return find()
+
+
+def chat_body(size: int) -> bytes:
+    prompts = [json.loads(l)["text"] for l in (REPO / "eval" / "corpus" / "benign.jsonl").read_text().splitlines()]
+    messages = [{"role": "system", "content": "You are a helpful assistant for Acme Corp. Answer concisely."}]
+    total, i = 200, 0
+    while total < size:
+        p = prompts[i % len(prompts)][: size - total + 1]
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": p})
+        total += len(p.encode()) + 40
+        i += 1
+    return json.dumps({"model": "gpt-4o-mini", "messages": messages}).encode()
+
+
+class Envoy:
+    def __init__(self, upstream_port: int, with_filter: bool, workdir: Path):
+        self.port, self.admin = free_port(), free_port()
+        name = "with" if with_filter else "without"
+        cfg = workdir / f"envoy-{name}.yaml"
+        cfg.write_text(render.render(str(WASM), self.port, self.admin, f"http://127.0.0.1:{upstream_port}", "{}",
+                                     access_log="/dev/null", with_filter=with_filter))
+        self.log = open(workdir / f"envoy-{name}.log", "w")
+        self.proc = subprocess.Popen(pinned(0, [envoy_binary(), "-c", str(cfg), "--concurrency", "1",
+                                                "--use-dynamic-base-id", "-l", "warning"]),
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"Envoy ({name}) did not start; see {workdir}")
+
+    def rss_kib(self) -> int:
+        # taskset execs envoy, so the pid is Envoy's
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def load(port: int, body: Path, connections: int, millis: int, marker: str | None) -> dict:
+    argv = [str(LOADGEN), "run", "--port", str(port), "--body", str(body), "--connections", str(connections),
+            "--millis", str(millis), "--warmup-millis", "500"]
+    if marker:
+        argv += ["--first-token-marker", marker]
+    out = subprocess.run(pinned(1, argv), capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--millis", type=int, default=3000)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--json", help="also write the raw results here")
+    a = ap.parse_args()
+    for path in (LOADGEN, WASM):
+        if not path.exists():
+            print(f"{path} is missing: run `make bench-envoy`", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    upstream_port = free_port()
+    # streamed answers are paced 1 ms per event, as a provider's tokens are
+    upstream = subprocess.Popen(pinned(1, [str(LOADGEN), "upstream", "--port", str(upstream_port),
+                                           "--events", "20", "--event-delay-us", "1000"]),
+                                stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    envoys = {"with": Envoy(upstream_port, True, work), "without": Envoy(upstream_port, False, work)}
+    cases = []
+    for label, size in [("2KB", 2 << 10), ("64KB", 64 << 10)]:
+        f = work / f"body-{label}.json"
+        f.write_bytes(chat_body(size))
+        cases.append((f"chat {label}", f, None))
+    f = work / "body-stream.json"
+    body = json.loads(chat_body(2 << 10))
+    body["stream"] = True
+    f.write_text(json.dumps(body, separators=(",", ":")))
+    cases.append(("stream 2KB, 20 events", f, "Hello"))
+    results = {}
+    try:
+        for name, bodyfile, marker in cases:
+            runs = {"with": [], "without": []}
+            for i in range(a.pairs):
+                order = ["with", "without"] if i % 2 == 0 else ["without", "with"]
+                for which in order:
+                    runs[which].append(load(envoys[which].port, bodyfile, a.connections, a.millis, marker))
+            results[name] = runs
+            print(f"{name}: done", file=sys.stderr)
+        memory = {k: e.rss_kib() for k, e in envoys.items()}
+    finally:
+        for e in envoys.values():
+            e.stop()
+        upstream.terminate()
+
+    def med(runs, key):
+        return statistics.median(r[key] for r in runs)
+
+    lines = ["| case | req/s without | req/s with | ratio | p50 without (µs) | p50 with (µs) | added p50 (µs) | first token p50 without / with (µs) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, runs in results.items():
+        w, wo = runs["with"], runs["without"]
+        ratios = [x["rps"] / y["rps"] for x, y in zip(w, wo)]
+        added = [x["p50_us"] - y["p50_us"] for x, y in zip(w, wo)]
+        ftt = f'{med(wo, "first_token_p50_us"):.0f} / {med(w, "first_token_p50_us"):.0f}' if "stream" in name else "–"
+        errors = sum(r["errors"] for r in w + wo)
+        lines.append(f"| {name} | {med(wo, 'rps'):.0f} | {med(w, 'rps'):.0f} | {statistics.median(ratios):.2f} | "
+                     f"{med(wo, 'p50_us'):.0f} | {med(w, 'p50_us'):.0f} | {statistics.median(added):.0f} | {ftt} |"
+                     + (f" ({errors} non-200)" if errors else ""))
+    lines.append("")
+    lines.append(f"Envoy resident memory after the run: without the filter {memory['without'] / 1024:.1f} MiB, "
+                 f"with {memory['with'] / 1024:.1f} MiB (difference {(memory['with'] - memory['without']) / 1024:.1f} MiB: "
+                 f"the filter's VMs on the main thread and the one worker).")
+    print("\n".join(lines))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"results": results, "memory_kib": memory}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
