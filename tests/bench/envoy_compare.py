@@ -58,11 +58,11 @@ def chat_body(size: int) -> bytes:
 
 
 class Envoy:
-    def __init__(self, upstream_port: int, with_filter: bool, workdir: Path):
+    def __init__(self, upstream_port: int, with_filter: bool, workdir: Path, plugin_config: str = "{}"):
         self.port, self.admin = free_port(), free_port()
         name = "with" if with_filter else "without"
         cfg = workdir / f"envoy-{name}.yaml"
-        cfg.write_text(render.render(str(WASM), self.port, self.admin, f"http://127.0.0.1:{upstream_port}", "{}",
+        cfg.write_text(render.render(str(WASM), self.port, self.admin, f"http://127.0.0.1:{upstream_port}", plugin_config,
                                      access_log="/dev/null", with_filter=with_filter))
         self.log = open(workdir / f"envoy-{name}.log", "w")
         self.proc = subprocess.Popen(pinned(0, [envoy_binary(), "-c", str(cfg), "--concurrency", "1",
@@ -106,6 +106,8 @@ def main() -> int:
     ap.add_argument("--millis", type=int, default=3000)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--plugin-config", help="JSON file with the filter configuration (default: none)")
+    ap.add_argument("--cases", default="2KB,64KB,stream", help="comma-separated subset of 2KB,64KB,stream")
     a = ap.parse_args()
     for path in (LOADGEN, WASM):
         if not path.exists():
@@ -118,17 +120,22 @@ def main() -> int:
                                            "--events", "20", "--event-delay-us", "1000"]),
                                 stderr=subprocess.DEVNULL)
     time.sleep(0.3)
-    envoys = {"with": Envoy(upstream_port, True, work), "without": Envoy(upstream_port, False, work)}
+    plugin_config = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
+    envoys = {"with": Envoy(upstream_port, True, work, plugin_config), "without": Envoy(upstream_port, False, work)}
     cases = []
+    wanted = set(a.cases.split(","))
     for label, size in [("2KB", 2 << 10), ("64KB", 64 << 10)]:
+        if label not in wanted:
+            continue
         f = work / f"body-{label}.json"
         f.write_bytes(chat_body(size))
         cases.append((f"chat {label}", f, None))
-    f = work / "body-stream.json"
-    body = json.loads(chat_body(2 << 10))
-    body["stream"] = True
-    f.write_text(json.dumps(body, separators=(",", ":")))
-    cases.append(("stream 2KB, 20 events", f, "Hello"))
+    if "stream" in wanted:
+        f = work / "body-stream.json"
+        body = json.loads(chat_body(2 << 10))
+        body["stream"] = True
+        f.write_text(json.dumps(body, separators=(",", ":")))
+        cases.append(("stream 2KB, 20 events", f, "Hello"))
     results = {}
     try:
         for name, bodyfile, marker in cases:

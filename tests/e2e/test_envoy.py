@@ -201,8 +201,15 @@ def prometheus(gw) -> dict:
     return out
 
 
+def settled(gw) -> dict:
+    """Metrics once the filter has handed its pending counts to Envoy (it does so every second)."""
+    import time
+    time.sleep(1.3)
+    return prometheus(gw)
+
+
 def test_metrics_count_outcomes_findings_tokens_cost_and_estimates(gateway, recorder):
-    before = prometheus(gateway)
+    before = settled(gateway)
     client = oai(gateway)
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "card 4111 1111 1111 1111"}])
@@ -224,6 +231,7 @@ def test_metrics_count_outcomes_findings_tokens_cost_and_estimates(gateway, reco
         if after.get('tollgate_usage_estimated{provider="openai",model="gpt-4o"}', 0) > before.get('tollgate_usage_estimated{provider="openai",model="gpt-4o"}', 0):
             break
         time.sleep(0.2)
+    after = settled(gateway)
 
     def delta(key):
         return after.get(key, 0) - before.get(key, 0)

@@ -47,6 +47,17 @@ pub struct Root {
 impl Context for Root {}
 
 impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        self.set_tick_period(metrics::FLUSH_PERIOD);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.metrics.flush();
+        self.metrics
+            .set("tollgate.vm_memory_bytes", host::vm_memory_bytes());
+    }
+
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         match Engine::from_json(&config) {
@@ -105,12 +116,20 @@ pub struct Exchange {
     replied: bool,
 }
 
-/// The request as the engine's tenant rules see it.
-struct HostFacts<'a>(&'a Exchange);
+/// The request as the engine's tenant rules see it: its headers (read once) and host properties.
+struct HostFacts<'a>(&'a [(String, String)]);
+
+/// A header from a map the host returned (names are lowercase in Envoy).
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
 
 impl RequestFacts for HostFacts<'_> {
     fn header(&self, name: &str) -> Option<String> {
-        self.0.get_http_request_header(name)
+        header(self.0, name).map(str::to_string)
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
@@ -325,30 +344,27 @@ impl Context for Exchange {}
 
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let authority = self.get_http_request_header(":authority");
-        self.route = self.engine.route(authority.as_deref(), &path);
+        // one host call for all headers: each call costs more than the lookups
+        let headers = self.get_http_request_headers();
+        let path = header(&headers, ":path").unwrap_or_default();
+        self.route = self.engine.route(header(&headers, ":authority"), path);
         let Some(route) = self.route.clone() else {
             return Action::Continue;
         };
-        if self
-            .get_http_request_header(":method")
-            .is_some_and(|m| !m.eq_ignore_ascii_case("POST"))
-        {
+        if header(&headers, ":method").is_some_and(|m| !m.eq_ignore_ascii_case("POST")) {
             self.route = None;
             return Action::Continue;
         }
-        let start = int_property(&["request", "time"]).unwrap_or_else(|| now_nanos(self));
-        let tenant = self.engine.tenants().resolve(&HostFacts(self));
+        let start = now_nanos(self);
+        let tenant = self.engine.tenants().resolve(&HostFacts(&headers));
         self.record = Some(ExchangeRecord::new(&route, tenant, start));
         if end_of_stream {
             self.unanalysed("empty");
             return Action::Continue;
         }
         let limit = self.engine.limits().max_request_body_bytes;
-        let declared = self
-            .get_http_request_header("content-length")
-            .and_then(|v| v.trim().parse::<usize>().ok());
+        let declared =
+            header(&headers, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
         if let Some(n) = declared {
             if let Some(rec) = &mut self.record {
                 rec.request_bytes = n as u64;
@@ -380,9 +396,8 @@ impl HttpContext for Exchange {
             return Action::Continue;
         }
         let now = now_nanos(self);
-        let status = self
-            .get_http_response_header(":status")
-            .and_then(|s| s.parse::<u16>().ok());
+        let headers = self.get_http_response_headers();
+        let status = header(&headers, ":status").and_then(|s| s.parse::<u16>().ok());
         if let Some(rec) = &mut self.record {
             rec.response_headers(status, now);
         }
@@ -390,32 +405,31 @@ impl HttpContext for Exchange {
             self.finish_record();
             return Action::Continue;
         }
-        let route = self.route.clone();
-        let analysis = match (&self.analysis, route) {
-            (Some(a), _) => a.clone(),
+        if self.analysis.is_none() {
             // the request was not analysed: usage and output rules still apply to the answer
-            (None, Some(route)) => RequestAnalysis::unanalysed(&route),
-            (None, None) => return Action::Continue,
+            match &self.route {
+                Some(route) => self.analysis = Some(RequestAnalysis::unanalysed(route)),
+                None => return Action::Continue,
+            }
+        }
+        let Some(analysis) = &self.analysis else {
+            return Action::Continue;
         };
-        let content_type = self
-            .get_http_response_header("content-type")
-            .unwrap_or_default();
+        let content_type = header(&headers, "content-type").unwrap_or_default();
         let sse = content_type
             .to_ascii_lowercase()
             .contains("text/event-stream");
         if sse || analysis.stream {
-            let stream = ResponseStream::new(&self.engine, &analysis, &content_type);
-            if stream.rewrites() {
+            let stream = ResponseStream::new(&self.engine, analysis, content_type);
+            let rewrites = stream.rewrites();
+            self.response = ResponseMode::Streamed(Box::new(stream));
+            if rewrites {
                 self.set_http_response_header("content-length", None);
             }
-            self.response = ResponseMode::Streamed(Box::new(stream));
         } else {
             // the body may be replaced once analysed; its length is not known yet
-            self.set_http_response_header("content-length", None);
             self.response = ResponseMode::Buffered;
-        }
-        if self.analysis.is_none() {
-            self.analysis = Some(analysis);
+            self.set_http_response_header("content-length", None);
         }
         Action::Continue
     }

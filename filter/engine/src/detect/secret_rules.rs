@@ -747,7 +747,8 @@ pub static SECRET_RULES: &[SecretRule] = &[
     SecretRule {
         id: "secret.putty.private-key",
         severity: Severity::Critical,
-        pattern: r"PuTTY-User-Key-File-[23]: [a-z0-9-]+(?:\r?\n|\\n)(?s:.{0,2000}?)Private-Lines: [0-9]+(?:\r?\n|\\n)[A-Za-z0-9+/=\r\n\\]{40,}",
+        // the lines in between are walked line by line: `(?s:.{0,2000})` compiles to a 2 MB automaton
+        pattern: r"PuTTY-User-Key-File-[23]: [a-z0-9-]+(?:\r?\n|\\n)(?:[^\r\n]*?(?:\r?\n|\\n)){0,40}?Private-Lines: [0-9]+(?:\r?\n|\\n)[A-Za-z0-9+/=\r\n\\]{40,}",
         min_entropy: 4.0,
         description: "PuTTY (.ppk) private key",
     },
