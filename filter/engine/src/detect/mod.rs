@@ -547,13 +547,13 @@ impl Detectors {
         let encodings = [
             Encoding {
                 min_len: 24,
-                class: is_base64_byte,
+                class: BASE64_BITS,
                 decode: decode_base64,
                 rule: self.encoded_base64,
             },
             Encoding {
                 min_len: 32,
-                class: is_hex_byte,
+                class: HEX_BITS,
                 decode: decode_hex,
                 rule: self.encoded_hex,
             },
@@ -694,7 +694,8 @@ const ENCODED_CLASS: [u8; 256] = {
 /// An encoding whose runs are decoded and rescanned for injection.
 struct Encoding {
     min_len: usize,
-    class: fn(u8) -> bool,
+    /// Bits of [`ENCODED_CLASS`] that make a byte part of a run.
+    class: u8,
     decode: fn(&str) -> Option<String>,
     rule: RuleIdx,
 }
@@ -715,26 +716,21 @@ fn next_word_start(text: &str, start: usize) -> usize {
     pos
 }
 
-fn is_base64_byte(b: u8) -> bool {
-    ENCODED_CLASS
-        .get(usize::from(b))
-        .is_some_and(|v| v & 1 != 0)
-}
-
-fn is_hex_byte(b: u8) -> bool {
-    ENCODED_CLASS
-        .get(usize::from(b))
-        .is_some_and(|v| v & 6 != 0)
-}
+/// Base64 alphabet bytes (runs of them may be base64).
+const BASE64_BITS: u8 = 1;
+/// Hex digits and separators (runs of them may be spaced hex).
+const HEX_BITS: u8 = 6;
 
 /// Maximal runs of `class` bytes at least `min` long; separators (space, colon) never start or
 /// end a run.
-fn encoded_runs(
-    bytes: &[u8],
-    min: usize,
-    class: fn(u8) -> bool,
-) -> impl Iterator<Item = (usize, usize)> + '_ {
+fn encoded_runs(bytes: &[u8], min: usize, bits: u8) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut i = 0usize;
+    // a table lookup per byte (a function pointer here cost a call per byte)
+    let class = move |b: u8| {
+        ENCODED_CLASS
+            .get(usize::from(b))
+            .is_some_and(|v| v & bits != 0)
+    };
     let solid = move |b: u8| class(b) && b != b' ' && b != b':';
     std::iter::from_fn(move || {
         while i < bytes.len() {

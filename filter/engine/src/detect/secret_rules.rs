@@ -771,7 +771,8 @@ pub static SECRET_RULES: &[SecretRule] = &[
     SecretRule {
         id: "secret.db.ado-password",
         severity: Severity::High,
-        pattern: r#"(?im);\s*(?:password|pwd)\s*=\s*(?P<secret>[^;"'\r\n]{6,128}?)\s*(?:;|"|'|$)"#,
+        // bounded gaps, so the rule is triggered by `password` / `pwd` inside it
+        pattern: r#"(?i)(?m);\s{0,16}(?:password|pwd)\s{0,16}=\s{0,16}(?P<secret>[^;"'\r\n]{6,128}?)\s{0,16}(?:;|"|'|$)"#,
         min_entropy: 2.8,
         description: "Password=...; inside an ADO.NET / ODBC style connection string",
     },

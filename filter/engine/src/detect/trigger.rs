@@ -66,6 +66,11 @@ enum Anchor {
     /// Every match ends with a trigger and is at most this long: search the window before the
     /// trigger's end.
     End(usize),
+    /// Every match contains a trigger, which starts at most `before` bytes after the match
+    /// starts and is followed by at most `span` bytes (itself included): search from `before`
+    /// bytes ahead of the trigger for a match starting no later than it (rules with a rare
+    /// literal in the middle, such as `Q~` in Azure client secrets).
+    Window { before: usize, span: usize },
 }
 
 /// The more selective of a rule's prefix and suffix literal sets, lowercased when `fold`.
@@ -93,6 +98,72 @@ fn trigger_literals(src: &str, fold: bool) -> Option<(Anchor, Vec<Vec<u8>>)> {
     // a trigger on common short pieces fires everywhere; such a rule does better alone, where
     // the regex engine can use an inner literal of its own
     best.filter(|(_, lits)| selectivity(lits, !fold) >= MIN_SELECTIVITY)
+        .or_else(|| inner_literals(&hir, fold))
+}
+
+/// Longest window (bytes) an inner-literal trigger may open.
+const MAX_INNER_WINDOW: usize = 2048;
+
+/// A rare literal (or small set of them) that every match contains at a bounded distance from
+/// both ends: one element of the rule's top-level sequence (groups flattened) that is exactly a
+/// literal or an alternation of literals, with only bounded elements around it.
+fn inner_literals(hir: &regex_syntax::hir::Hir, fold: bool) -> Option<(Anchor, Vec<Vec<u8>>)> {
+    let mut parts = Vec::new();
+    flatten(hir, &mut parts);
+    let max_len = |h: &regex_syntax::hir::Hir| h.properties().maximum_len();
+    let mut best: Option<(u32, Anchor, Vec<Vec<u8>>)> = None;
+    for (i, part) in parts.iter().enumerate() {
+        let mut ex = Extractor::new();
+        ex.kind(ExtractKind::Prefix).limit_total(64).limit_class(10);
+        let seq = ex.extract(part);
+        if !seq.is_exact() {
+            continue;
+        }
+        let Some(lits) = seq.literals() else { continue };
+        let min = if fold { MIN_LITERAL_CI } else { MIN_LITERAL_CS };
+        if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < min) {
+            continue;
+        }
+        let mut trig: Vec<Vec<u8>> = Vec::with_capacity(lits.len());
+        for l in lits {
+            let b = l.as_bytes();
+            let b = b.get(..b.len().min(MAX_TRIGGER_BYTES)).unwrap_or(b);
+            let b = if fold {
+                b.to_ascii_lowercase()
+            } else {
+                b.to_vec()
+            };
+            if !trig.contains(&b) {
+                trig.push(b);
+            }
+        }
+        let score = selectivity(&trig, !fold);
+        if score < MIN_SELECTIVITY {
+            continue;
+        }
+        let before: Option<usize> = parts.get(..i)?.iter().map(|h| max_len(h)).sum();
+        let after: Option<usize> = parts.get(i..)?.iter().map(|h| max_len(h)).sum();
+        let (Some(before), Some(span)) = (before, after) else {
+            continue;
+        };
+        if before + span > MAX_INNER_WINDOW {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            best = Some((score, Anchor::Window { before, span }, trig));
+        }
+    }
+    best.map(|(_, anchor, lits)| (anchor, lits))
+}
+
+/// The top-level sequence of a pattern, with groups and nested sequences opened up.
+fn flatten<'a>(hir: &'a regex_syntax::hir::Hir, out: &mut Vec<&'a regex_syntax::hir::Hir>) {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Concat(parts) => parts.iter().for_each(|p| flatten(p, out)),
+        HirKind::Capture(c) => flatten(&c.sub, out),
+        _ => out.push(hir),
+    }
 }
 
 /// A rough rarity score for a literal set: its weakest literal decides. Letters common in text
@@ -295,6 +366,7 @@ impl TriggeredRules {
             Some(Anchor::Start) => "prefix".to_string(),
             Some(Anchor::StartUnbounded) => "prefix, unbounded".to_string(),
             Some(Anchor::End(n)) => format!("suffix({n})"),
+            Some(Anchor::Window { before, span }) => format!("inner(-{before}, +{span})"),
             None => "?".to_string(),
         }
     }
@@ -327,6 +399,16 @@ impl TriggeredRules {
                             at + len,
                             Input::new(hay).range((at + len).saturating_sub(max).max(n)..at + len),
                         ),
+                        Anchor::Window { before, span } => {
+                            // a match starting at or before the trigger ends within
+                            // `before + span` of its start: nothing it could be is cut off
+                            let end = (at + before + span).min(hay.len());
+                            let start = at.saturating_sub(before).max(n);
+                            if start > at {
+                                continue;
+                            }
+                            (at, Input::new(hay).range(start..end))
+                        }
                     };
                     if key == t
                         || (matches!(anchor, Anchor::Start | Anchor::StartUnbounded) && key < n)
@@ -337,7 +419,11 @@ impl TriggeredRules {
                     if let Some(slot) = tried.get_mut(rule) {
                         *slot = key;
                     }
+                    let window = matches!(anchor, Anchor::Window { .. });
                     match re.find(input) {
+                        // in a window, a match starting after the trigger belongs to a later
+                        // trigger (whose window holds all of it)
+                        Some(found) if window && found.start() > at => {}
                         Some(found) if found.start() >= n => {
                             out.push((rule, found.start(), found.end()));
                             if let Some(slot) = next.get_mut(rule) {
@@ -432,6 +518,59 @@ mod tests {
         }
         want.sort_unstable();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn inner_literal_rules_find_what_find_iter_finds() {
+        let sources = [
+            r"(?:^|[^A-Za-z0-9_~.-])(?P<secret>[A-Za-z0-9_~.-]{3}[0-9]Q~[A-Za-z0-9_~.-]{3,6})(?:[^A-Za-z0-9_~.-]|$)",
+            r"x.{0,5}Q~y{1,3}",
+            r"(?-u:\b)[0-9a-f]{4}-us[0-9]{1,2}(?-u:\b)",
+        ];
+        let t = TriggeredRules::new(&sources.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        for i in 0..sources.len() {
+            assert!(
+                t.anchor_of(i).starts_with("inner"),
+                "{}: {}",
+                sources[i],
+                t.anchor_of(i)
+            );
+        }
+        let hays = [
+            "id abc1Q~defg, and abc2Q~hijklm; x zz1Q~a",
+            "xQ~yQ~yy and xabQ~y xQ~",
+            "xQ~xQ~yyyy",
+            "key 0a1f-us12 and 0a1f-us1x, ab12-us3 end",
+            "Q~Q~Q~ -us-us abc1Q~ab",
+        ];
+        for hay in hays {
+            let got = find(&sources, false, hay);
+            let mut want = Vec::new();
+            for (i, s) in sources.iter().enumerate() {
+                for m in regex::Regex::new(s).unwrap().find_iter(hay) {
+                    want.push((i, m.start(), m.end()));
+                }
+            }
+            want.sort_unstable();
+            assert_eq!(got, want, "{hay}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn inner_literal_rules_match_find_iter_on_any_text(hay in "[xyQ~ab1-]{0,40}") {
+            let sources = [r"x.{0,5}Q~y{1,3}", r"[ab]{1,3}1Q~[xy]{0,4}"];
+            let got = find(&sources, false, &hay);
+            let mut want = Vec::new();
+            for (i, s) in sources.iter().enumerate() {
+                for m in regex::Regex::new(s).unwrap().find_iter(&hay) {
+                    want.push((i, m.start(), m.end()));
+                }
+            }
+            want.sort_unstable();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
