@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 
 E2E_VENV := tests/e2e/.venv
 
-.PHONY: run test lint build wasm wasm-smoke plugin e2e-deps e2e bench detection-report help
+.PHONY: run test lint build wasm wasm-smoke plugin e2e-deps e2e bench bench-envoy detection-report help
 
 help:
 	@echo "make run               - Envoy with the filter on :10000 (mock provider unless UPSTREAM=...)"
@@ -15,6 +15,7 @@ help:
 	@echo "make e2e               - end-to-end tests against a real Envoy"
 	@echo "make wasm              - release build of the engine for $(WASM_TARGET)"
 	@echo "make bench             - criterion benchmarks (see docs/benchmarks.md)"
+	@echo "make bench-envoy       - Envoy with and without the filter, interleaved (see docs/benchmarks.md)"
 	@echo "make detection-report  - detection metrics on eval/corpus (see docs/detection.md)"
 
 # Envoy + the filter on :10000 against the bundled mock provider (UPSTREAM=https://... for a real one)
@@ -57,6 +58,12 @@ test: lint wasm build wasm-smoke e2e
 
 bench:
 	$(CARGO) bench -p tollgate-engine --bench analysis
+
+# Envoy with and without the filter in the same run (taskset: Envoy on CPU 0, load on CPU 1);
+# BENCH_ARGS="--pairs 5 --millis 3000 --plugin-config cfg.json" to vary it
+bench-envoy: plugin e2e-deps
+	$(CARGO) build -p tollgate-loadgen --release
+	$(E2E_VENV)/bin/python tests/bench/envoy_compare.py $(BENCH_ARGS)
 
 detection-report: build
 	python3 eval/score.py --tollgate target/release/tollgate

@@ -85,6 +85,15 @@ class Envoy:
                 return int(line.split()[1])
         return 0
 
+    def vm_memory_bytes(self) -> int:
+        """The filter's own report of one VM's linear memory (a gauge set every second)."""
+        time.sleep(1.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats?filter=vm_memory_bytes", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.strip().endswith(tuple("0123456789")) and "vm_memory_bytes" in line:
+                    return int(line.rsplit(":", 1)[1])
+        return 0
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -139,14 +148,18 @@ def main() -> int:
     results = {}
     try:
         for name, bodyfile, marker in cases:
-            runs = {"with": [], "without": []}
+            runs = {"with": [], "without": [], "with_c1": [], "without_c1": []}
             for i in range(a.pairs):
                 order = ["with", "without"] if i % 2 == 0 else ["without", "with"]
                 for which in order:
                     runs[which].append(load(envoys[which].port, bodyfile, a.connections, a.millis, marker))
+                # one connection: latency without queueing (what one client sees on an idle proxy)
+                for which in order:
+                    runs[which + "_c1"].append(load(envoys[which].port, bodyfile, 1, a.millis // 2, marker))
             results[name] = runs
             print(f"{name}: done", file=sys.stderr)
         memory = {k: e.rss_kib() for k, e in envoys.items()}
+        vm_memory = envoys["with"].vm_memory_bytes()
     finally:
         for e in envoys.values():
             e.stop()
@@ -155,24 +168,26 @@ def main() -> int:
     def med(runs, key):
         return statistics.median(r[key] for r in runs)
 
-    lines = ["| case | req/s without | req/s with | ratio | p50 without (µs) | p50 with (µs) | added p50 (µs) | first token p50 without / with (µs) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| case | req/s without | req/s with | ratio ({a.connections} connections) | p50 without / with, 1 connection (µs) | added p50 (µs) | first token p50 without / with, 1 connection (µs) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, runs in results.items():
         w, wo = runs["with"], runs["without"]
+        w1, wo1 = runs["with_c1"], runs["without_c1"]
         ratios = [x["rps"] / y["rps"] for x, y in zip(w, wo)]
-        added = [x["p50_us"] - y["p50_us"] for x, y in zip(w, wo)]
-        ftt = f'{med(wo, "first_token_p50_us"):.0f} / {med(w, "first_token_p50_us"):.0f}' if "stream" in name else "–"
-        errors = sum(r["errors"] for r in w + wo)
+        added = [x["p50_us"] - y["p50_us"] for x, y in zip(w1, wo1)]
+        ftt = f'{med(wo1, "first_token_p50_us"):.0f} / {med(w1, "first_token_p50_us"):.0f}' if "stream" in name else "–"
+        errors = sum(r["errors"] for r in w + wo + w1 + wo1)
         lines.append(f"| {name} | {med(wo, 'rps'):.0f} | {med(w, 'rps'):.0f} | {statistics.median(ratios):.2f} | "
-                     f"{med(wo, 'p50_us'):.0f} | {med(w, 'p50_us'):.0f} | {statistics.median(added):.0f} | {ftt} |"
+                     f"{med(wo1, 'p50_us'):.0f} / {med(w1, 'p50_us'):.0f} | {statistics.median(added):.0f} | {ftt} |"
                      + (f" ({errors} non-200)" if errors else ""))
     lines.append("")
     lines.append(f"Envoy resident memory after the run: without the filter {memory['without'] / 1024:.1f} MiB, "
                  f"with {memory['with'] / 1024:.1f} MiB (difference {(memory['with'] - memory['without']) / 1024:.1f} MiB: "
-                 f"the filter's VMs on the main thread and the one worker).")
+                 f"the filter's VMs on the main thread and the one worker, V8 included); each VM's linear "
+                 f"memory (`tollgate_vm_memory_bytes`): {vm_memory / 2**20:.1f} MiB.")
     print("\n".join(lines))
     if a.json:
-        Path(a.json).write_text(json.dumps({"results": results, "memory_kib": memory}, indent=1))
+        Path(a.json).write_text(json.dumps({"results": results, "memory_kib": memory, "vm_memory_bytes": vm_memory}, indent=1))
     return 0
 
 

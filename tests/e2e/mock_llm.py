@@ -4,6 +4,7 @@ tests can assert what the upstream actually saw (for example, that PII was redac
 
 Behaviour keyed on the last user message:
 - contains "say card": the reply contains a card number split across two SSE chunks;
+- "say big N" (OpenAI chat): a reply of about N bytes of text;
 - otherwise: a short canned reply.
 Any other path echoes the request body back byte for byte (for pass-through tests).
 SSE events are paced 20 ms apart so they reach the filter as separate chunks, unless the request
@@ -113,7 +114,10 @@ def make_handler(recorder: Recorder):
                 body = json.loads(raw)
             except ValueError:
                 return self._send(400, json.dumps({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}).encode())
-            pieces = CARD_PIECES if "say card" in last_user_text(body) else PLAIN_PIECES
+            text_in = last_user_text(body)
+            pieces = CARD_PIECES if "say card" in text_in else PLAIN_PIECES
+            if text_in.startswith("say big "):
+                pieces = ["lorem ipsum " * (int(text_in.split()[2]) // 12)]
             model = body.get("model", "gpt-4o-mini")
             usage = {"prompt_tokens": 21, "completion_tokens": 17, "total_tokens": 38,
                      "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}

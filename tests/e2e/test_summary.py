@@ -227,3 +227,14 @@ def test_tenant_from_a_claim_verified_by_envoy_jwt_authn(gateway_factory, record
     bad = jwt_hs256({"iss": "https://issuer.e2e.test", "tenant": "evil", "exp": int(time.time()) + 600}, b"wrong")
     status, _ = post(gw, "/v1/chat/completions", body, {"authorization": f"Bearer {bad}"})
     assert status == 401
+
+
+def test_a_response_above_the_limit_passes_whole_with_usage_from_its_tail(gateway, recorder):
+    r = rid()
+    reply = oai(gateway).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "say big 3000000"}], extra_headers=headers_with(r))
+    assert len(reply.choices[0].message.content) >= 2_999_000, "not cut, not buffered into a failure"
+    s = gateway.summary(r)
+    assert s["status"] == 200 and s["outcome"] == "allowed"
+    assert s["response_bytes"] > 3_000_000
+    assert (s["usage"]["input"], s["usage"]["output"], s["usage"]["estimated"]) == (21, 17, False)

@@ -692,6 +692,44 @@ impl Engine {
         Ok(analysis)
     }
 
+    /// Usage of a non-streamed response too large to analyse, from the last bytes of its body
+    /// (`tail`; providers serialise `usage` / `usageMetadata` at the end). When the tail holds no
+    /// usage object, input is the request's estimate and output is estimated from `total_bytes`;
+    /// either way nothing is rewritten or scanned.
+    pub fn usage_from_tail(
+        &self,
+        req: &RequestAnalysis,
+        tail: &[u8],
+        total_bytes: u64,
+    ) -> (Usage, Option<u64>) {
+        let reported = ["\"usageMetadata\"", "\"usage\""].iter().find_map(|key| {
+            let at = memchr::memmem::rfind(tail, key.as_bytes())?;
+            let rest = tail.get(at + key.len()..)?;
+            let start = rest
+                .iter()
+                .position(|b| !b.is_ascii_whitespace() && *b != b':')?;
+            let object: Value = serde_json::Deserializer::from_slice(rest.get(start..)?)
+                .into_iter::<Value>()
+                .next()?
+                .ok()?;
+            let mut wrapper = serde_json::Map::new();
+            wrapper.insert(key.trim_matches('"').to_string(), object);
+            provider::parse_response_value(req.operation, &Value::Object(wrapper)).usage
+        });
+        let usage = reported.unwrap_or(Usage {
+            input_tokens: req.input_tokens_estimate,
+            // about four bytes of JSON per output token: a rough bound, flagged as an estimate
+            output_tokens: total_bytes / 4,
+            estimated: true,
+            ..Usage::default()
+        });
+        let cost = req
+            .model
+            .as_deref()
+            .and_then(|m| self.prices.cost(m, &usage));
+        (usage, cost)
+    }
+
     /// Canary and system-prompt overlap hits in an output text.
     pub(crate) fn leak_hits(
         &self,

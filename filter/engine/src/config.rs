@@ -80,7 +80,9 @@ fn default_prefix() -> String {
 pub struct RawLimits {
     /// Largest request body analysed (bytes); larger ones pass unanalysed (or 413 if fail-closed).
     pub max_request_body_bytes: usize,
-    /// Largest non-streamed response body analysed (bytes).
+    /// Largest non-streamed response body analysed (bytes). Keep it at or below Envoy's
+    /// `per_connection_buffer_limit_bytes` (1 MiB by default): the filter holds the body while
+    /// it analyses it, and Envoy fails a held body that outgrows its buffer.
     pub max_response_body_bytes: usize,
     /// Output text held back in streams while redaction is on, so a secret split across chunks is
     /// still caught (bytes, 16 to 16384).
@@ -93,7 +95,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             max_request_body_bytes: 1 << 20,
-            max_response_body_bytes: 4 << 20,
+            max_response_body_bytes: 1 << 20,
             stream_holdback_bytes: 256,
             max_event_bytes: 1 << 20,
         }

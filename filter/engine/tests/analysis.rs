@@ -584,3 +584,55 @@ fn adversarial_bodies_are_handled_in_linear_work() {
         serde_json::from_slice(a.rewritten_body.as_deref().unwrap_or_default()).unwrap_or_default();
     assert_eq!(out["messages"][4999]["content"], "card [CARD_1] #4999");
 }
+
+#[test]
+fn usage_of_a_response_too_large_to_analyse_comes_from_its_tail() {
+    let e = default_engine();
+    let big = "lorem ipsum ".repeat(10_000);
+    let cases = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"id": "x", "model": "gpt-4o-mini", "choices": [{"message": {"role": "assistant", "content": big}}],
+                   "usage": {"prompt_tokens": 12, "completion_tokens": 30000, "total_tokens": 30012}}),
+            (12, 30000),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"id": "m", "type": "message", "model": "claude-haiku-4-5", "content": [{"type": "text", "text": big}],
+                   "usage": {"input_tokens": 9, "output_tokens": 25000}}),
+            (9, 25000),
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": big}]}}],
+                   "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 20000, "totalTokenCount": 20007}}),
+            (7, 20000),
+        ),
+    ];
+    for (path, req, resp, (input, output)) in cases {
+        let a = analyze(&e, path, &req);
+        let body = serde_json::to_vec(&resp).unwrap();
+        let tail = &body[body.len() - 4096..];
+        let (usage, cost) = e.usage_from_tail(&a, tail, body.len() as u64);
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens, usage.estimated),
+            (input, output, false),
+            "{path}"
+        );
+        assert!(cost.is_some(), "{path}");
+    }
+    // a tail without usage (or escaped text that mentions it): an estimate, flagged
+    let a = analyze(
+        &e,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let tail = br#"...the field \"usage\": {\"x\": 1} in the docs"}}]}"#;
+    let (usage, _) = e.usage_from_tail(&a, tail, 40_000);
+    assert!(usage.estimated);
+    assert_eq!(usage.output_tokens, 10_000);
+    assert_eq!(usage.input_tokens, a.input_tokens_estimate);
+}

@@ -99,6 +99,20 @@ enum ResponseMode {
     Buffered,
     /// Streamed: each chunk analysed (and possibly rewritten) as it passes.
     Streamed(Box<ResponseStream>),
+    /// Too large to buffer: passes untouched; its last bytes are kept for the usage object.
+    Tail { tail: Vec<u8>, total: u64 },
+}
+
+/// Bytes of an over-limit response kept to find its usage object (serialised last).
+const TAIL_BYTES: usize = 16 * 1024;
+
+/// Appends `chunk` to `tail`, keeping only the last [`TAIL_BYTES`].
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    tail.extend_from_slice(chunk);
+    if tail.len() > TAIL_BYTES {
+        let cut = tail.len() - TAIL_BYTES;
+        tail.drain(..cut);
+    }
 }
 
 /// One request/response exchange on a worker.
@@ -325,6 +339,24 @@ impl Exchange {
         Action::Continue
     }
 
+    /// Takes in the end of a response too large to analyse.
+    fn tail_done(&mut self, tail: &[u8], total: u64) {
+        let Some(analysis) = &self.analysis else {
+            return;
+        };
+        let (usage, cost) = self.engine.usage_from_tail(analysis, tail, total);
+        if let Some(rec) = &mut self.record {
+            rec.usage = Some(usage);
+            rec.cost_micro_usd = cost;
+            rec.response_bytes = total;
+        }
+        log::debug!(
+            "tollgate[{}]: response of {total} bytes not analysed",
+            self.id
+        );
+        self.finish_record();
+    }
+
     /// Takes in the end of a streamed response (complete, or cut short).
     fn stream_done(&mut self, summary: StreamSummary) {
         log::debug!(
@@ -474,11 +506,38 @@ impl HttpContext for Exchange {
                 }
                 Action::Continue
             }
+            ResponseMode::Tail { mut tail, total } => {
+                let start = body_size.saturating_sub(TAIL_BYTES);
+                let chunk = self
+                    .get_http_response_body(start, body_size - start)
+                    .unwrap_or_default();
+                keep_tail(&mut tail, &chunk);
+                let total = total.saturating_add(body_size as u64);
+                if end_of_stream {
+                    self.tail_done(&tail, total);
+                } else {
+                    self.response = ResponseMode::Tail { tail, total };
+                }
+                Action::Continue
+            }
             ResponseMode::Buffered => {
-                if !end_of_stream {
-                    if body_size > self.engine.limits().max_response_body_bytes {
-                        return Action::Continue;
+                if body_size > self.engine.limits().max_response_body_bytes {
+                    // too large to hold: let it go, keep its end for the usage
+                    let start = body_size.saturating_sub(TAIL_BYTES);
+                    let tail = self
+                        .get_http_response_body(start, body_size - start)
+                        .unwrap_or_default();
+                    if end_of_stream {
+                        self.tail_done(&tail, body_size as u64);
+                    } else {
+                        self.response = ResponseMode::Tail {
+                            tail,
+                            total: body_size as u64,
+                        };
                     }
+                    return Action::Continue;
+                }
+                if !end_of_stream {
                     self.response = ResponseMode::Buffered;
                     return Action::Pause;
                 }
