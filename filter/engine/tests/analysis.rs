@@ -587,7 +587,7 @@ fn adversarial_bodies_are_handled_in_linear_work() {
 
 #[test]
 fn usage_of_a_response_too_large_to_analyse_comes_from_its_tail() {
-    let e = default_engine();
+    let e = &default_engine();
     let big = "lorem ipsum ".repeat(10_000);
     let cases = [
         (
@@ -613,7 +613,7 @@ fn usage_of_a_response_too_large_to_analyse_comes_from_its_tail() {
         ),
     ];
     for (path, req, resp, (input, output)) in cases {
-        let a = analyze(&e, path, &req);
+        let a = analyze(e, path, &req);
         let body = serde_json::to_vec(&resp).unwrap();
         let tail = &body[body.len() - 4096..];
         let (usage, cost) = e.usage_from_tail(&a, tail, body.len() as u64);
@@ -626,7 +626,7 @@ fn usage_of_a_response_too_large_to_analyse_comes_from_its_tail() {
     }
     // a tail without usage (or escaped text that mentions it): an estimate, flagged
     let a = analyze(
-        &e,
+        e,
         "/v1/chat/completions",
         &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
     );

@@ -529,11 +529,10 @@ mod tests {
         ];
         let t = TriggeredRules::new(&sources.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap_or_else(|e| panic!("{e:?}"));
-        for i in 0..sources.len() {
+        for (i, src) in sources.iter().enumerate() {
             assert!(
                 t.anchor_of(i).starts_with("inner"),
-                "{}: {}",
-                sources[i],
+                "{src}: {}",
                 t.anchor_of(i)
             );
         }
