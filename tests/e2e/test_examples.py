@@ -101,3 +101,7 @@ def test_istio_wasmplugin_and_envoy_gateway_plugin_configs_are_accepted(tmp_path
     policy = next(yaml.safe_load_all((EXAMPLES / "envoy-gateway" / "envoyextensionpolicy.yaml").read_text()))
     assert policy["kind"] == "EnvoyExtensionPolicy" and policy["spec"]["wasm"][0]["rootID"] == "tollgate"
     with_plugin_config(policy["spec"]["wasm"][0]["config"], tmp_path)
+
+
+def test_the_run_commands_default_plugin_config_is_accepted(tmp_path):
+    with_plugin_config(json.loads((REPO / "envoy" / "dev-config.json").read_text()), tmp_path)
