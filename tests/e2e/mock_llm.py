@@ -4,7 +4,9 @@ tests can assert what the upstream actually saw (for example, that PII was redac
 
 Behaviour keyed on the last user message:
 - contains "say card": the reply contains a card number split across two SSE chunks;
-- "say big N" (OpenAI chat): a reply of about N bytes of text;
+- "say gzip" (OpenAI chat): a gzip-compressed reply, whatever the request accepted;
+- "say big N" (OpenAI chat): a reply of about N bytes of text ("say big N chunked": without a
+  content-length, in 1 MiB chunks);
 - otherwise: a short canned reply.
 Any other path echoes the request body back byte for byte (for pass-through tests).
 SSE events are paced 20 ms apart so they reach the filter as separate chunks, unless the request
@@ -118,9 +120,36 @@ def make_handler(recorder: Recorder):
             pieces = CARD_PIECES if "say card" in text_in else PLAIN_PIECES
             if text_in.startswith("say big "):
                 pieces = ["lorem ipsum " * (int(text_in.split()[2]) // 12)]
+                if "chunked" in text_in:  # no content-length: the size is known only at the end
+                    data = json.dumps({
+                        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body.get("model"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": pieces[0]}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 21, "completion_tokens": 17, "total_tokens": 38}}).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(data), 1 << 20):
+                        part = data[i:i + (1 << 20)]
+                        self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
             model = body.get("model", "gpt-4o-mini")
             usage = {"prompt_tokens": 21, "completion_tokens": 17, "total_tokens": 38,
                      "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+            if "say gzip" in text_in:  # compressed whatever the request asked for
+                import gzip
+                data = gzip.compress(json.dumps({
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "zipped 4111 1111 1111 1111"}, "finish_reason": "stop"}],
+                    "usage": usage}).encode())
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-encoding", "gzip")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if not body.get("stream"):
                 return self._send(200, json.dumps({
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,

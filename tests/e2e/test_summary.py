@@ -229,12 +229,31 @@ def test_tenant_from_a_claim_verified_by_envoy_jwt_authn(gateway_factory, record
     assert status == 401
 
 
-def test_a_response_above_the_limit_passes_whole_with_usage_from_its_tail(gateway, recorder):
+@pytest.mark.parametrize("ask", ["say big 3000000", "say big 3000000 chunked"])
+def test_a_response_above_the_limit_passes_whole_with_usage_from_its_tail(gateway, recorder, ask):
     r = rid()
     reply = oai(gateway).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "say big 3000000"}], extra_headers=headers_with(r))
+        model="gpt-4o-mini", messages=[{"role": "user", "content": ask}], extra_headers=headers_with(r))
     assert len(reply.choices[0].message.content) >= 2_999_000, "not cut, not buffered into a failure"
     s = gateway.summary(r)
     assert s["status"] == 200 and s["outcome"] == "allowed"
     assert s["response_bytes"] > 3_000_000
     assert (s["usage"]["input"], s["usage"]["output"], s["usage"]["estimated"]) == (21, 17, False)
+
+
+def test_llm_answers_are_requested_uncompressed_and_compressed_ones_pass_unread(gateway, recorder):
+    # the SDK asks for gzip; the filter removes accept-encoding so it can read the answer
+    oai(gateway).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    assert "accept-encoding" not in {k.lower() for k in recorder.last()["headers"]}
+    # other paths are untouched
+    import urllib.request
+    req = urllib.request.Request(f"{gateway.base}/other", data=b"{}", method="POST", headers={"accept-encoding": "gzip"})
+    urllib.request.urlopen(req, timeout=10).read()
+    assert recorder.last()["headers"].get("accept-encoding") == "gzip"
+    # an upstream that compresses anyway: passed as is, the client decompresses, the summary says why
+    r = rid()
+    reply = oai(gateway).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "say gzip"}], extra_headers=headers_with(r))
+    assert reply.choices[0].message.content == "zipped 4111 1111 1111 1111"
+    s = gateway.summary(r)
+    assert s["response_unanalysed"] == "encoded" and s["status"] == 200

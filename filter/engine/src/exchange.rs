@@ -86,6 +86,8 @@ pub struct ExchangeRecord {
     pub status: Option<u16>,
     /// Why the request body was not analysed.
     pub unanalysed: Option<&'static str>,
+    /// Why the response body was not analysed (`too_large`, `encoded`, `malformed`).
+    pub response_unanalysed: Option<&'static str>,
     pub risk_score: f32,
     /// Strongest request-side decision that was applied (`log` in shadow mode).
     pub request_decision: Decision,
@@ -117,6 +119,7 @@ impl ExchangeRecord {
             stream: route.operation == Operation::StreamGenerateContent,
             status: None,
             unanalysed: None,
+            response_unanalysed: None,
             risk_score: 0.0,
             request_decision: Decision::Allow,
             response_decision: Decision::Allow,
@@ -263,6 +266,7 @@ impl ExchangeRecord {
             status: self.status,
             outcome: self.outcome(),
             unanalysed: self.unanalysed,
+            response_unanalysed: self.response_unanalysed,
             blocked_by: self.blocked_by.as_deref(),
             risk: (self.risk_score * 1000.0).round() / 1000.0,
             findings_count: self.findings.len(),
@@ -313,6 +317,7 @@ struct Summary<'a> {
     status: Option<u16>,
     outcome: Outcome,
     unanalysed: Option<&'a str>,
+    response_unanalysed: Option<&'a str>,
     blocked_by: Option<&'a str>,
     risk: f32,
     findings_count: usize,

@@ -346,6 +346,7 @@ impl Exchange {
         };
         let (usage, cost) = self.engine.usage_from_tail(analysis, tail, total);
         if let Some(rec) = &mut self.record {
+            rec.response_unanalysed = Some("too_large");
             rec.usage = Some(usage);
             rec.cost_micro_usd = cost;
             rec.response_bytes = total;
@@ -389,6 +390,10 @@ impl HttpContext for Exchange {
         }
         let start = now_nanos(self);
         let tenant = self.engine.tenants().resolve(&HostFacts(&headers));
+        if header(&headers, "accept-encoding").is_some() {
+            // ask for an uncompressed answer: a compressed one can be neither read nor redacted
+            self.set_http_request_header("accept-encoding", None);
+        }
         self.record = Some(ExchangeRecord::new(&route, tenant, start));
         if end_of_stream {
             self.unanalysed("empty");
@@ -447,6 +452,15 @@ impl HttpContext for Exchange {
         let Some(analysis) = &self.analysis else {
             return Action::Continue;
         };
+        if header(&headers, "content-encoding")
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
+        {
+            // compressed despite the request (the filter removed accept-encoding): unreadable
+            if let Some(rec) = &mut self.record {
+                rec.response_unanalysed = Some("encoded");
+            }
+            return Action::Continue;
+        }
         let content_type = header(&headers, "content-type").unwrap_or_default();
         let sse = content_type
             .to_ascii_lowercase()
@@ -458,6 +472,16 @@ impl HttpContext for Exchange {
             if rewrites {
                 self.set_http_response_header("content-length", None);
             }
+        } else if header(&headers, "content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > self.engine.limits().max_response_body_bytes)
+        {
+            // declared too large to hold: never buffered (Envoy would fail a held body that
+            // outgrows its buffer, and one read can bring megabytes); usage from its tail
+            self.response = ResponseMode::Tail {
+                tail: Vec::new(),
+                total: 0,
+            };
         } else {
             // the body may be replaced once analysed; its length is not known yet
             self.response = ResponseMode::Buffered;
@@ -559,7 +583,12 @@ impl HttpContext for Exchange {
                             rec.response(result);
                         }
                     }
-                    Err(e) => log::debug!("tollgate[{}]: response not analysed: {e}", self.id),
+                    Err(e) => {
+                        log::debug!("tollgate[{}]: response not analysed: {e}", self.id);
+                        if let Some(rec) = &mut self.record {
+                            rec.response_unanalysed = Some("malformed");
+                        }
+                    }
                 }
                 self.finish_record();
                 Action::Continue
