@@ -192,6 +192,7 @@ pub struct Engine {
     inject_stream_usage: bool,
     tenants: TenantResolver,
     summary_filter_state: bool,
+    collector: Option<crate::config::RawCollector>,
 }
 
 impl Engine {
@@ -358,6 +359,7 @@ impl Engine {
             inject_stream_usage: raw.inject_stream_usage,
             tenants: TenantResolver::new(&raw.tenant)?,
             summary_filter_state: raw.summary.filter_state,
+            collector: raw.collector.clone(),
         })
     }
 
@@ -372,6 +374,24 @@ impl Engine {
     /// The tenant rules.
     pub fn tenants(&self) -> &TenantResolver {
         &self.tenants
+    }
+
+    /// Where trace summaries go, if anywhere.
+    pub fn collector(&self) -> Option<&crate::config::RawCollector> {
+        self.collector.as_ref()
+    }
+
+    /// Forwarding settings for the summary queue, when a collector is configured.
+    pub fn forward_settings(&self) -> Option<crate::forward::ForwardSettings> {
+        self.collector
+            .as_ref()
+            .map(|c| crate::forward::ForwardSettings {
+                batch_size: c.batch_size,
+                capacity: c.queue_capacity,
+                flush_interval_ns: c.flush_interval_ms.saturating_mul(1_000_000),
+                initial_backoff_ns: 200_000_000,
+                max_backoff_ns: 10_000_000_000,
+            })
     }
 
     /// Whether the access-log summary goes into filter state.

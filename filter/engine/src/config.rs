@@ -32,6 +32,46 @@ pub struct RawConfig {
     pub tenant: crate::tenant::RawTenant,
     /// The per-request summary written for access logs.
     pub summary: RawSummary,
+    /// Where trace summaries go (absent: nowhere).
+    pub collector: Option<RawCollector>,
+}
+
+/// Forwarding of trace summaries to the collector over gRPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollector {
+    /// Envoy cluster of the collector (HTTP/2), e.g. `tollgate_collector`; under Istio an
+    /// outbound cluster name such as `outbound|4317||tollgate-collector.tollgate.svc.cluster.local`.
+    pub cluster: String,
+    /// Bearer token sent in the call's metadata (`authorization`).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Per-call timeout (ms).
+    #[serde(default = "default_collector_timeout")]
+    pub timeout_ms: u64,
+    /// A partial batch is sent after this long (ms).
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval_ms: u64,
+    /// Most summaries per call.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Most summaries held per worker while the collector is slow or down; beyond it the oldest
+    /// are dropped (and counted).
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+fn default_collector_timeout() -> u64 {
+    1000
+}
+fn default_flush_interval() -> u64 {
+    1000
+}
+fn default_batch_size() -> usize {
+    100
+}
+fn default_queue_capacity() -> usize {
+    10_000
 }
 
 /// The per-request summary (see docs/configuration.md, "Access-log summary").
@@ -368,6 +408,38 @@ impl RawConfig {
                 return Err(EngineError::config(
                     format!("detectors.output.canaries[{i}]"),
                     "must be at least 6 characters",
+                ));
+            }
+        }
+        if let Some(c) = &self.collector {
+            if c.cluster.trim().is_empty() {
+                return Err(EngineError::config(
+                    "collector.cluster",
+                    "must not be empty",
+                ));
+            }
+            if !(10..=60_000).contains(&c.timeout_ms) {
+                return Err(EngineError::config(
+                    "collector.timeout_ms",
+                    "must be between 10 and 60000",
+                ));
+            }
+            if !(10..=60_000).contains(&c.flush_interval_ms) {
+                return Err(EngineError::config(
+                    "collector.flush_interval_ms",
+                    "must be between 10 and 60000",
+                ));
+            }
+            if !(1..=10_000).contains(&c.batch_size) {
+                return Err(EngineError::config(
+                    "collector.batch_size",
+                    "must be between 1 and 10000",
+                ));
+            }
+            if c.queue_capacity < c.batch_size || c.queue_capacity > 1_000_000 {
+                return Err(EngineError::config(
+                    "collector.queue_capacity",
+                    "must be at least batch_size and at most 1000000",
                 ));
             }
         }

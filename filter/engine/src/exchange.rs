@@ -104,6 +104,11 @@ pub struct ExchangeRecord {
     pub timing: Timing,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// Envoy's `x-request-id`, the trace id from `traceparent`, and the user agent (for the
+    /// collector; not in the access-log summary, which Envoy's log line already carries).
+    pub request_id: String,
+    pub trace_id: String,
+    pub user_agent: String,
 }
 
 impl ExchangeRecord {
@@ -135,6 +140,110 @@ impl ExchangeRecord {
             },
             request_bytes: 0,
             response_bytes: 0,
+            request_id: String::new(),
+            trace_id: String::new(),
+            user_agent: String::new(),
+        }
+    }
+
+    /// Reads the request id, W3C trace id and user agent from the request headers.
+    pub fn set_request_headers(
+        &mut self,
+        request_id: Option<&str>,
+        traceparent: Option<&str>,
+        user_agent: Option<&str>,
+    ) {
+        self.request_id = request_id.unwrap_or_default().chars().take(128).collect();
+        self.trace_id = traceparent.and_then(trace_id_of).unwrap_or_default();
+        self.user_agent = user_agent.unwrap_or_default().chars().take(256).collect();
+    }
+
+    /// The trace summary sent to the collector (`tollgate.v1.TraceSummary`); `node` and
+    /// `cluster` name the Envoy that saw the call.
+    pub fn to_trace_summary(&self, node: &str, cluster: &str) -> tollgate_proto::v1::TraceSummary {
+        use tollgate_proto::v1 as pb;
+        let nanos = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        let severity = |s: crate::detect::Severity| match s {
+            crate::detect::Severity::Low => pb::Severity::Low,
+            crate::detect::Severity::Medium => pb::Severity::Medium,
+            crate::detect::Severity::High => pb::Severity::High,
+            crate::detect::Severity::Critical => pb::Severity::Critical,
+        };
+        let action = |a: crate::policy::Action| match a {
+            crate::policy::Action::Log => pb::Action::Log,
+            crate::policy::Action::Tag => pb::Action::Tag,
+            crate::policy::Action::Redact => pb::Action::Redact,
+            crate::policy::Action::Block => pb::Action::Block,
+        };
+        let outcome = match self.outcome() {
+            Outcome::Allowed => pb::Outcome::Allowed,
+            Outcome::Tagged => pb::Outcome::Tagged,
+            Outcome::Redacted => pb::Outcome::Redacted,
+            Outcome::Blocked => pb::Outcome::Blocked,
+            Outcome::Unanalysed => pb::Outcome::Unanalysed,
+            Outcome::Error => pb::Outcome::Error,
+        };
+        pb::TraceSummary {
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
+            tenant: self.tenant.id.clone(),
+            tenant_source: self.tenant.source.as_str().to_string(),
+            route: self.route.to_string(),
+            provider: self.provider.as_str().to_string(),
+            operation: self.operation.as_str().to_string(),
+            request_model: self.request_model.clone().unwrap_or_default(),
+            response_model: self.response_model.clone().unwrap_or_default(),
+            status_code: self.status.map_or(0, u32::from),
+            outcome: outcome as i32,
+            start_unix_nanos: nanos(self.timing.start),
+            upstream_first_byte_unix_nanos: self.timing.upstream_first_byte.map_or(0, nanos),
+            end_unix_nanos: self.timing.end.map_or(0, nanos),
+            stream: self.stream,
+            time_to_first_token_nanos: self
+                .timing
+                .first_token
+                .map_or(0, |t| nanos(t.saturating_sub(self.timing.start))),
+            usage: self.usage.map(|u| pb::Usage {
+                input_tokens: u.input_tokens,
+                cached_input_tokens: u.cached_input_tokens,
+                cache_write_tokens: u.cache_write_tokens,
+                output_tokens: u.output_tokens,
+                reasoning_tokens: u.reasoning_tokens,
+                estimated: u.estimated,
+            }),
+            cost_micro_usd: self.cost_micro_usd.map_or(0, nanos),
+            cost_known: self.cost_micro_usd.is_some(),
+            findings: self
+                .findings
+                .iter()
+                .take(MAX_SUMMARY_FINDINGS)
+                .map(|f| pb::Finding {
+                    rule_id: f.rule_id.to_string(),
+                    category: f.category.to_string(),
+                    severity: severity(f.severity) as i32,
+                    action: action(f.action) as i32,
+                    direction: if f.direction == crate::analysis::Direction::Request {
+                        pb::Direction::Request as i32
+                    } else {
+                        pb::Direction::Response as i32
+                    },
+                    message_index: f.message_index,
+                    start: u32::try_from(f.start).unwrap_or(u32::MAX),
+                    end: u32::try_from(f.end).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            findings_total: u32::try_from(self.findings.len()).unwrap_or(u32::MAX),
+            request_bytes: self.request_bytes,
+            response_bytes: self.response_bytes,
+            user_agent: self.user_agent.clone(),
+            envoy_node: node.to_string(),
+            envoy_cluster: cluster.to_string(),
+            request_unanalysed: self.unanalysed.unwrap_or_default().to_string(),
+            response_unanalysed: self.response_unanalysed.unwrap_or_default().to_string(),
+            risk_score: self.risk_score,
+            blocked_by: self.blocked_by.as_deref().unwrap_or_default().to_string(),
+            stream_incomplete: self.stream && self.stream_incomplete,
+            excerpt: String::new(),
         }
     }
 
@@ -301,6 +410,18 @@ impl ExchangeRecord {
         };
         serde_json::to_string(&summary).unwrap_or_default()
     }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, id) = (parts.next()?, parts.next()?);
+    let valid = id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && id.bytes().any(|b| b != b'0');
+    valid.then(|| id.to_string())
 }
 
 #[derive(Serialize)]
@@ -488,6 +609,48 @@ mod tests {
         assert_eq!(v["usage"]["estimated"], true);
         assert!(v["usage"]["output"].as_u64().unwrap() >= 3);
         assert_eq!(v["ttft_ms"], 1.0);
+    }
+
+    #[test]
+    fn trace_summary_carries_everything_but_text() {
+        let e = engine();
+        let (mut rec, a) = record(
+            &e,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"card 4111 1111 1111 1111"}]}"#,
+        );
+        rec.set_request_headers(
+            Some("req-1"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("OpenAI/Python 3.54.0"),
+        );
+        rec.response_headers(Some(200), 1_100_000_000);
+        let resp =
+            br#"{"model":"gpt-4o-mini","choices":[{"message":{"role":"assistant","content":"ok"}}],
+            "usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#;
+        rec.response(e.analyze_response(&a, resp).unwrap());
+        rec.timing.end = Some(1_200_000_000);
+        let s = rec.to_trace_summary("node-a", "edge");
+        assert_eq!(s.request_id, "req-1");
+        assert_eq!(s.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!((s.tenant.as_str(), s.provider.as_str()), ("acme", "openai"));
+        assert_eq!(s.usage.unwrap().input_tokens, 9);
+        assert!(s.cost_known && s.cost_micro_usd > 0);
+        assert_eq!(s.findings[0].rule_id, "pii.card");
+        assert_eq!(
+            (s.envoy_node.as_str(), s.envoy_cluster.as_str()),
+            ("node-a", "edge")
+        );
+        assert_eq!(s.end_unix_nanos, 1_200_000_000);
+        let bytes = prost::Message::encode_to_vec(&s);
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("4111"),
+            "no text on the wire"
+        );
+        assert_eq!(
+            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id_of("garbage"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`policy`]: actions, decisions, redaction text, provider-shaped block bodies.
 //! - [`tenant`]: who a request belongs to (header, JWT claim, API-key hash, peer principal).
 //! - [`exchange`]: the record of one call — outcome, usage, timing — and its access-log summary.
+//! - [`forward`]: the bounded, batching queue of trace summaries for the collector.
 //! - [`usage`] and [`price`]: normalised token usage, the estimator, integer money.
 //! - [`error`]: the one error type.
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod exchange;
+pub mod forward;
 pub mod normalize;
 pub mod policy;
 pub mod price;
@@ -36,6 +38,7 @@ pub use analysis::{
 pub use config::RawConfig;
 pub use error::EngineError;
 pub use exchange::{ExchangeRecord, Outcome, Timing};
+pub use forward::{ForwardSettings, SummaryQueue};
 pub use policy::{Action, Decision};
 pub use stream::{Emit, ResponseStream, StreamOutput, StreamSummary};
 pub use tenant::{RequestFacts, Tenant, TenantResolver, TenantSource};

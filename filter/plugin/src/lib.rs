@@ -23,11 +23,12 @@ pub mod metrics;
 use metrics::Metrics;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 use tollgate_engine::{
     Emit, Engine, EngineError, ExchangeRecord, RequestAnalysis, RequestFacts, ResponseStream,
-    RouteMatch, StreamSummary,
+    RouteMatch, StreamSummary, SummaryQueue,
 };
 
 /// Filter-state name of the per-request summary (Envoy stores it as `wasm.tollgate.summary`).
@@ -35,27 +36,100 @@ pub const SUMMARY_PROPERTY: &str = "tollgate.summary";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { engine: None, metrics: Rc::new(Metrics::default()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { engine: None, metrics: Rc::new(Metrics::default()), forwarder: None, last_metrics_flush: 0 })
+    });
 }}
 
 /// The root context: holds the compiled engine.
 pub struct Root {
     engine: Option<Rc<Engine>>,
     metrics: Rc<Metrics>,
+    /// Trace summaries on their way to the collector (when one is configured).
+    forwarder: Option<Rc<Forwarder>>,
+    /// Host time of the last metrics flush.
+    last_metrics_flush: u64,
 }
 
-impl Context for Root {}
+/// This worker's queue of trace summaries and what the collector needs to know about it.
+pub struct Forwarder {
+    queue: RefCell<SummaryQueue>,
+    cluster: String,
+    token: Option<String>,
+    timeout: Duration,
+    node: String,
+    envoy_cluster: String,
+}
+
+impl Context for Root {
+    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _response_size: usize) {
+        let now = now_nanos(self);
+        let Some(f) = &self.forwarder else { return };
+        let ok = status_code == 0;
+        let sent = f.queue.borrow().in_flight();
+        f.queue.borrow_mut().on_result(ok, now);
+        if sent {
+            let outcome = if ok { "ok" } else { "failed" };
+            self.metrics
+                .add("tollgate.collector.batches", &[("result", outcome)], 1);
+        }
+        if !ok {
+            log::debug!("tollgate: collector call failed with gRPC status {status_code}");
+        }
+    }
+}
+
+impl Root {
+    /// Sends the batch of summaries that is due, if any.
+    fn forward(&mut self, now: u64) {
+        let Some(f) = self.forwarder.clone() else {
+            return;
+        };
+        let Some(body) = f.queue.borrow_mut().due_batch(now) else {
+            return;
+        };
+        let auth = f.token.as_ref().map(|t| format!("Bearer {t}"));
+        let metadata: Vec<(&str, &[u8])> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a.as_bytes())])
+            .unwrap_or_default();
+        let sent = self.dispatch_grpc_call(
+            &f.cluster,
+            tollgate_proto::INGEST_SERVICE,
+            tollgate_proto::INGEST_METHOD,
+            metadata,
+            Some(&body),
+            f.timeout,
+        );
+        if let Err(status) = sent {
+            log::debug!("tollgate: collector call not sent: {status:?}");
+            f.queue.borrow_mut().on_result(false, now);
+            self.metrics
+                .add("tollgate.collector.batches", &[("result", "not_sent")], 1);
+        }
+    }
+}
 
 impl RootContext for Root {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        self.set_tick_period(metrics::FLUSH_PERIOD);
-        true
-    }
-
     fn on_tick(&mut self) {
-        self.metrics.flush();
-        self.metrics
-            .set("tollgate.vm_memory_bytes", host::vm_memory_bytes());
+        let now = now_nanos(self);
+        self.forward(now);
+        if now.saturating_sub(self.last_metrics_flush)
+            >= u64::try_from(metrics::FLUSH_PERIOD.as_nanos()).unwrap_or(u64::MAX)
+        {
+            self.last_metrics_flush = now;
+            if let Some(f) = &self.forwarder {
+                let q = f.queue.borrow();
+                self.metrics
+                    .set("tollgate.collector.queued", q.len() as u64);
+                self.metrics.set("tollgate.collector.dropped", q.dropped());
+                self.metrics
+                    .set("tollgate.collector.delivered", q.delivered());
+            }
+            self.metrics.flush();
+            self.metrics
+                .set("tollgate.vm_memory_bytes", host::vm_memory_bytes());
+        }
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -67,6 +141,31 @@ impl RootContext for Root {
                     engine.detectors().rules().len(),
                     engine.prices().len()
                 );
+                self.forwarder = engine
+                    .collector()
+                    .zip(engine.forward_settings())
+                    .map(|(c, s)| {
+                        let text = |path: &[&str]| {
+                            host::get_property(path)
+                                .and_then(|b| String::from_utf8(b).ok())
+                                .unwrap_or_default()
+                        };
+                        Rc::new(Forwarder {
+                            queue: RefCell::new(SummaryQueue::new(s)),
+                            cluster: c.cluster.clone(),
+                            token: c.token.clone(),
+                            timeout: Duration::from_millis(c.timeout_ms),
+                            node: text(&["node", "id"]),
+                            envoy_cluster: text(&["node", "cluster"]),
+                        })
+                    });
+                // the tick sends due batches and, every second, flushes metrics
+                let tick = if self.forwarder.is_some() {
+                    Duration::from_millis(100)
+                } else {
+                    metrics::FLUSH_PERIOD
+                };
+                self.set_tick_period(tick);
                 self.engine = Some(Rc::new(engine));
                 true
             }
@@ -79,11 +178,9 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
-        Some(Box::new(Exchange::new(
-            context_id,
-            engine,
-            self.metrics.clone(),
-        )))
+        let mut exchange = Exchange::new(context_id, engine, self.metrics.clone());
+        exchange.forwarder = self.forwarder.clone();
+        Some(Box::new(exchange))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -128,6 +225,7 @@ pub struct Exchange {
     summarised: bool,
     response: ResponseMode,
     replied: bool,
+    forwarder: Option<Rc<Forwarder>>,
 }
 
 /// The request as the engine's tenant rules see it: its headers (read once) and host properties.
@@ -176,6 +274,7 @@ impl Exchange {
             summarised: false,
             response: ResponseMode::Pass,
             replied: false,
+            forwarder: None,
         }
     }
 
@@ -390,11 +489,17 @@ impl HttpContext for Exchange {
         }
         let start = now_nanos(self);
         let tenant = self.engine.tenants().resolve(&HostFacts(&headers));
+        let mut record = ExchangeRecord::new(&route, tenant, start);
+        record.set_request_headers(
+            header(&headers, "x-request-id"),
+            header(&headers, "traceparent"),
+            header(&headers, "user-agent"),
+        );
+        self.record = Some(record);
         if header(&headers, "accept-encoding").is_some() {
             // ask for an uncompressed answer: a compressed one can be neither read nor redacted
             self.set_http_request_header("accept-encoding", None);
         }
-        self.record = Some(ExchangeRecord::new(&route, tenant, start));
         if end_of_stream {
             self.unanalysed("empty");
             return Action::Continue;
@@ -610,5 +715,10 @@ impl HttpContext for Exchange {
         }
         self.finish_record();
         self.record_metrics();
+        if let (Some(f), Some(rec)) = (&self.forwarder, &self.record) {
+            f.queue
+                .borrow_mut()
+                .push(rec.to_trace_summary(&f.node, &f.envoy_cluster));
+        }
     }
 }
