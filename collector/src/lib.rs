@@ -1,1 +1,172 @@
+//! Tollgate's collector: receives trace summaries from the gateway filter over gRPC, stores them
+//! (embedded SQLite by default), and serves them through a versioned query API.
+//!
+//! Lifecycle: [`run`] starts the gRPC ingest server, the HTTP API and the retention task under one
+//! `CancellationToken` and `TaskTracker`; cancelling the token stops accepting work, lets
+//! in-flight batches commit (everything acknowledged is already durable), and returns within
+//! `shutdown_timeout_ms`.
+//!
+//! # Layout
+//! - [`config`]: file, environment and flags, validated.
+//! - [`storage`]: the `Storage` trait and the SQLite backend.
+//! - [`ingest`]: the `tollgate.v1.Collector` gRPC service.
+//! - [`api`]: the `/v1` query API (axum) and its OpenAPI document.
+//! - [`metrics`]: the collector's Prometheus metrics.
+//! - [`time`]: RFC 3339 timestamps.
 
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod storage;
+pub mod time;
+
+use config::{CollectorConfig, StorageConfig};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use storage::sqlite::SqliteStorage;
+use storage::Storage;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How often old traces are deleted.
+const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Addresses the servers actually listen on (ports may have been 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+}
+
+/// Runs the collector until `shutdown` is cancelled. `ready` receives the bound addresses.
+pub async fn run(
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let storage = match &config.storage {
+        StorageConfig::Sqlite { path } => SqliteStorage::open(path)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?,
+    };
+    serve(config, storage, shutdown, ready).await
+}
+
+/// Runs the collector over an opened storage backend.
+pub async fn serve<S: Storage + Clone>(
+    config: CollectorConfig,
+    storage: S,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> anyhow::Result<()> {
+    if config.ingest_tokens.is_empty() {
+        tracing::warn!("no ingest_tokens configured: anyone who reaches the gRPC port can ingest");
+    }
+    if config.admin_key.is_none() {
+        tracing::warn!("no admin_key configured: the query API is open");
+    }
+    let metrics = Arc::new(metrics::CollectorMetrics::default());
+    let tracker = TaskTracker::new();
+
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc_listen).await?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen).await?;
+    let bound = Bound {
+        grpc: grpc_listener.local_addr()?,
+        http: http_listener.local_addr()?,
+    };
+
+    // gRPC ingest (+ health)
+    let service = ingest::IngestService::new(
+        storage.clone(),
+        &config.ingest_tokens,
+        config.max_concurrent_batches,
+        metrics.clone(),
+    );
+    let server = tollgate_proto::v1::collector_server::CollectorServer::new(service)
+        .max_decoding_message_size(config.max_message_bytes);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<tollgate_proto::v1::collector_server::CollectorServer<ingest::IngestService<S>>>()
+        .await;
+    let grpc_shutdown = shutdown.clone();
+    let incoming = tokio_stream_listener(grpc_listener);
+    tracker.spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(server)
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+
+    // HTTP query API
+    let state = Arc::new(api::ApiState {
+        storage: storage.clone(),
+        admin_key: config
+            .admin_key
+            .as_ref()
+            .map(|k| Sha256::digest(k.as_bytes()).into()),
+        metrics: metrics.clone(),
+    });
+    let app = api::router(state);
+    let http_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let result = axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    // retention
+    if config.retention_days > 0 {
+        let storage = storage.clone();
+        let stop = shutdown.clone();
+        let keep = Duration::from_secs(u64::from(config.retention_days) * 86_400);
+        tracker.spawn(async move {
+            loop {
+                let cutoff = std::time::SystemTime::now()
+                    .checked_sub(keep)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                match storage.delete_before(cutoff).await {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(RETENTION_PERIOD) => {}
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, "collector listening");
+    if let Some(tx) = ready {
+        let _ = tx.send(bound);
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    let limit = Duration::from_millis(config.shutdown_timeout_ms);
+    if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            timeout_ms = config.shutdown_timeout_ms,
+            "shutdown timed out"
+        );
+    }
+    Ok(())
+}
+
+/// A stream of accepted connections for tonic.
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}

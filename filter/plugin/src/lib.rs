@@ -37,7 +37,7 @@ pub const SUMMARY_PROPERTY: &str = "tollgate.summary";
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { engine: None, metrics: Rc::new(Metrics::default()), forwarder: None, last_metrics_flush: 0 })
+        Box::new(Root { engine: None, metrics: Rc::new(Metrics::default()), forwarder: None, last_metrics_flush: 0, reported: (0, 0) })
     });
 }}
 
@@ -49,6 +49,8 @@ pub struct Root {
     forwarder: Option<Rc<Forwarder>>,
     /// Host time of the last metrics flush.
     last_metrics_flush: u64,
+    /// Dropped and delivered summaries already counted in metrics.
+    reported: (u64, u64),
 }
 
 /// This worker's queue of trace summaries and what the collector needs to know about it.
@@ -122,9 +124,21 @@ impl RootContext for Root {
                 let q = f.queue.borrow();
                 self.metrics
                     .set("tollgate.collector.queued", q.len() as u64);
-                self.metrics.set("tollgate.collector.dropped", q.dropped());
-                self.metrics
-                    .set("tollgate.collector.delivered", q.delivered());
+                // counters: add what changed since the last report
+                let (dropped, delivered) = (q.dropped(), q.delivered());
+                let (was_dropped, was_delivered) = self.reported;
+                self.metrics.add(
+                    "tollgate.collector.dropped",
+                    &[],
+                    dropped.saturating_sub(was_dropped),
+                );
+                self.metrics.add(
+                    "tollgate.collector.delivered",
+                    &[],
+                    delivered.saturating_sub(was_delivered),
+                );
+                drop(q);
+                self.reported = (dropped, delivered);
             }
             self.metrics.flush();
             self.metrics

@@ -1,0 +1,517 @@
+//! The query API, versioned under `/v1` (axum): traces (filtered, cursor-paged), one trace,
+//! usage grouped by tenant / model / provider / route and a time bucket, finding counts, and the
+//! OpenAPI document. Errors are RFC 9457 `application/problem+json`; a bad parameter gives 400
+//! naming it. Authentication: `Authorization: Bearer <admin key>` when one is configured.
+
+use crate::metrics::CollectorMetrics;
+use crate::storage::{
+    model_of, outcome_name, Bucket, Dimension, FindingsQuery, Storage, StorageError, TenantScope,
+    TraceQuery, UsageQuery,
+};
+use crate::time::{format_nanos, parse_time};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tollgate_proto::v1::{Action, Direction, Severity, TraceSummary};
+
+/// The OpenAPI document served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Shared state of the API.
+pub struct ApiState<S> {
+    pub storage: S,
+    /// SHA-256 of the admin key, when the API requires one.
+    pub admin_key: Option<[u8; 32]>,
+    pub metrics: Arc<CollectorMetrics>,
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+    param: Option<String>,
+}
+
+impl Problem {
+    fn bad_param(param: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            status: StatusCode::BAD_REQUEST,
+            title: "Invalid parameter",
+            detail: detail.into(),
+            param: Some(param.to_string()),
+        }
+    }
+
+    fn not_found(detail: impl Into<String>) -> Self {
+        Problem {
+            status: StatusCode::NOT_FOUND,
+            title: "Not found",
+            detail: detail.into(),
+            param: None,
+        }
+    }
+}
+
+impl From<StorageError> for Problem {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Invalid(d) => Problem {
+                status: StatusCode::BAD_REQUEST,
+                title: "Invalid request",
+                detail: d,
+                param: None,
+            },
+            StorageError::Unavailable(d) => Problem {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Storage unavailable",
+                detail: d,
+                param: None,
+            },
+            StorageError::Internal(d) => {
+                tracing::error!(error = %d, "query failed");
+                Problem {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    title: "Internal error",
+                    detail: "the query failed; see the collector's log".into(),
+                    param: None,
+                }
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let (Some(p), Some(o)) = (self.param, body.as_object_mut()) {
+            o.insert("param".into(), Value::String(p));
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// The API router.
+pub fn router<S: Storage + Clone>(state: Arc<ApiState<S>>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/traces", get(list_traces::<S>))
+        .route("/v1/traces/{request_id}", get(get_trace::<S>))
+        .route("/v1/usage", get(usage::<S>))
+        .route("/v1/findings", get(findings::<S>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate::<S>,
+        ));
+    Router::new()
+        .merge(v1)
+        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::<S>))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::<S>,
+        ))
+        .with_state(state)
+}
+
+async fn observe<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .api(&route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn authenticate<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &state.admin_key {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|k| -> [u8; 32] { Sha256::digest(k.trim().as_bytes()).into() });
+        let ok = presented.is_some_and(|p| {
+            p.iter()
+                .zip(expected.iter())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0
+        });
+        if !ok {
+            return Problem {
+                status: StatusCode::UNAUTHORIZED,
+                title: "Unauthorized",
+                detail: "a valid `Authorization: Bearer <key>` is required".into(),
+                param: None,
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn metrics<S: Storage + Clone>(State(state): State<Arc<ApiState<S>>>) -> impl IntoResponse {
+    let stored = state.storage.count().await.ok();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(stored),
+    )
+}
+
+/// Query parameters, checked one by one.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn known(&self, allowed: &[&str]) -> Result<(), Problem> {
+        for k in self.0.keys() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(Problem::bad_param(k, format!("unknown parameter `{k}`")));
+            }
+        }
+        Ok(())
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn time(&self, name: &str) -> Result<Option<i64>, Problem> {
+        self.0
+            .get(name)
+            .map(|v| {
+                parse_time(v).ok_or_else(|| {
+                    Problem::bad_param(name, "expected an RFC 3339 UTC time or unix seconds")
+                })
+            })
+            .transpose()
+    }
+
+    fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Problem> {
+        self.0
+            .get(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        Problem::bad_param(name, format!("expected an integer in {min}..={max}"))
+                    })
+            })
+            .transpose()
+    }
+
+    fn bool(&self, name: &str) -> Result<Option<bool>, Problem> {
+        self.0
+            .get(name)
+            .map(|v| match v.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Problem::bad_param(name, "expected true or false")),
+            })
+            .transpose()
+    }
+}
+
+const OUTCOMES: [&str; 6] = [
+    "allowed",
+    "tagged",
+    "redacted",
+    "blocked",
+    "unanalysed",
+    "error",
+];
+
+async fn list_traces<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let p = Params(raw);
+    p.known(&[
+        "tenant",
+        "provider",
+        "model",
+        "route",
+        "outcome",
+        "from",
+        "to",
+        "has_findings",
+        "category",
+        "rule_id",
+        "min_cost_micro_usd",
+        "min_latency_ms",
+        "limit",
+        "cursor",
+    ])?;
+    let outcome = p.text("outcome");
+    if let Some(o) = &outcome {
+        if !OUTCOMES.contains(&o.as_str()) {
+            return Err(Problem::bad_param(
+                "outcome",
+                format!("one of {}", OUTCOMES.join(", ")),
+            ));
+        }
+    }
+    let cursor =
+        p.text("cursor")
+            .map(|c| {
+                c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Problem::bad_param("cursor", "not a cursor from a previous page")
+                })
+            })
+            .transpose()?;
+    let q = TraceQuery {
+        scope: TenantScope::All,
+        tenant: p.text("tenant"),
+        provider: p.text("provider"),
+        model: p.text("model"),
+        route: p.text("route"),
+        outcome,
+        from_ns: p.time("from")?,
+        to_ns: p.time("to")?,
+        has_findings: p.bool("has_findings")?,
+        category: p.text("category"),
+        rule_id: p.text("rule_id"),
+        min_cost_micro_usd: p.int("min_cost_micro_usd", 0, i64::MAX)?,
+        min_latency_ms: p.int("min_latency_ms", 0, i64::MAX)?,
+        limit: u32::try_from(p.int("limit", 1, 1000)?.unwrap_or(100)).unwrap_or(100),
+        cursor,
+    };
+    let page = state.storage.traces(q).await?;
+    Ok(Json(json!({
+        "traces": page.traces.iter().map(trace_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    })))
+}
+
+async fn get_trace<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Path(request_id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    match state
+        .storage
+        .get(request_id.clone(), TenantScope::All)
+        .await?
+    {
+        Some(t) => Ok(Json(trace_json(&t))),
+        None => Err(Problem::not_found(format!(
+            "no trace with request id `{request_id}`"
+        ))),
+    }
+}
+
+async fn usage<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let p = Params(raw);
+    p.known(&["group_by", "bucket", "from", "to", "tenant"])?;
+    let mut group_by = Vec::new();
+    for d in p
+        .text("group_by")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let dim = Dimension::parse(d.trim())
+            .ok_or_else(|| Problem::bad_param("group_by", "tenant, model, provider or route"))?;
+        if !group_by.contains(&dim) {
+            group_by.push(dim);
+        }
+    }
+    let bucket = p
+        .text("bucket")
+        .map(|b| {
+            Bucket::parse(&b)
+                .ok_or_else(|| Problem::bad_param("bucket", "minute, hour, day, week or month"))
+        })
+        .transpose()?;
+    let q = UsageQuery {
+        scope: TenantScope::All,
+        group_by,
+        bucket,
+        from_ns: p.time("from")?,
+        to_ns: p.time("to")?,
+        tenant: p.text("tenant"),
+    };
+    let rows = state.storage.usage(q).await?;
+    Ok(Json(json!({ "rows": rows })))
+}
+
+async fn findings<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    let p = Params(raw);
+    p.known(&["by", "bucket", "from", "to", "tenant"])?;
+    let by: Vec<String> = p
+        .text("by")
+        .unwrap_or_else(|| "category".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = by
+        .iter()
+        .find(|b| !["category", "rule", "tenant"].contains(&b.as_str()))
+    {
+        return Err(Problem::bad_param(
+            "by",
+            format!("`{bad}`: category, rule or tenant"),
+        ));
+    }
+    let bucket = p
+        .text("bucket")
+        .map(|b| {
+            Bucket::parse(&b)
+                .ok_or_else(|| Problem::bad_param("bucket", "minute, hour, day, week or month"))
+        })
+        .transpose()?;
+    let q = FindingsQuery {
+        scope: TenantScope::All,
+        tenant: p.text("tenant"),
+        from_ns: p.time("from")?,
+        to_ns: p.time("to")?,
+        by: by.clone(),
+        bucket,
+    };
+    let rows = state.storage.findings(q).await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            // a link to the traces behind the row
+            let mut link = String::from("/v1/traces?has_findings=true");
+            for (k, v) in &r.group {
+                let key = if k == "rule" { "rule_id" } else { k.as_str() };
+                link.push_str(&format!("&{key}={}", url_encode(v)));
+            }
+            let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("traces_url".into(), Value::String(link));
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "rows": rows })))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The JSON form of a trace summary.
+pub fn trace_json(s: &TraceSummary) -> Value {
+    let severity = |c: i32| match Severity::try_from(c).unwrap_or(Severity::Unspecified) {
+        Severity::Unspecified => "unspecified",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    };
+    let action = |c: i32| match Action::try_from(c).unwrap_or(Action::Unspecified) {
+        Action::Unspecified => "unspecified",
+        Action::Log => "log",
+        Action::Tag => "tag",
+        Action::Redact => "redact",
+        Action::Block => "block",
+    };
+    let direction = |c: i32| match Direction::try_from(c).unwrap_or(Direction::Unspecified) {
+        Direction::Unspecified => "unspecified",
+        Direction::Request => "request",
+        Direction::Response => "response",
+    };
+    let opt_time = |n: i64| (n > 0).then(|| format_nanos(n));
+    let ms = |n: i64| (n > 0).then(|| n as f64 / 1e6);
+    let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    json!({
+        "request_id": s.request_id,
+        "trace_id": non_empty(&s.trace_id),
+        "tenant": s.tenant,
+        "tenant_source": s.tenant_source,
+        "route": s.route,
+        "provider": s.provider,
+        "operation": s.operation,
+        "model": model_of(s),
+        "request_model": non_empty(&s.request_model),
+        "response_model": non_empty(&s.response_model),
+        "status_code": s.status_code,
+        "outcome": outcome_name(s.outcome),
+        "start": format_nanos(s.start_unix_nanos),
+        "upstream_first_byte": opt_time(s.upstream_first_byte_unix_nanos),
+        "end": opt_time(s.end_unix_nanos),
+        "latency_ms": (s.end_unix_nanos > 0).then(|| (s.end_unix_nanos - s.start_unix_nanos) as f64 / 1e6),
+        "stream": s.stream,
+        "time_to_first_token_ms": ms(s.time_to_first_token_nanos),
+        "usage": s.usage.map(|u| json!({
+            "input_tokens": u.input_tokens,
+            "cached_input_tokens": u.cached_input_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "output_tokens": u.output_tokens,
+            "reasoning_tokens": u.reasoning_tokens,
+            "estimated": u.estimated,
+        })),
+        "cost_micro_usd": s.cost_known.then_some(s.cost_micro_usd),
+        "findings_total": s.findings_total,
+        "findings": s.findings.iter().map(|f| json!({
+            "rule_id": f.rule_id,
+            "category": f.category,
+            "severity": severity(f.severity),
+            "action": action(f.action),
+            "direction": direction(f.direction),
+            "message_index": f.message_index,
+            "start": f.start,
+            "end": f.end,
+        })).collect::<Vec<_>>(),
+        "request_bytes": s.request_bytes,
+        "response_bytes": s.response_bytes,
+        "user_agent": non_empty(&s.user_agent),
+        "envoy_node": non_empty(&s.envoy_node),
+        "envoy_cluster": non_empty(&s.envoy_cluster),
+        "request_unanalysed": non_empty(&s.request_unanalysed),
+        "response_unanalysed": non_empty(&s.response_unanalysed),
+        "risk_score": s.risk_score,
+        "blocked_by": non_empty(&s.blocked_by),
+        "stream_incomplete": s.stream_incomplete,
+    })
+}

@@ -1,0 +1,213 @@
+//! The collector's configuration: a YAML or JSON file, then `TOLLGATE_COLLECTOR_*` environment
+//! variables, then command-line flags, each overriding the one before. Unknown fields are
+//! rejected and every error names the field.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// gRPC ingest listener (the filter's `collector` cluster points here).
+    pub grpc_listen: SocketAddr,
+    /// HTTP listener of the query API (`/v1/...`), health and metrics.
+    pub http_listen: SocketAddr,
+    pub storage: StorageConfig,
+    /// Bearer tokens the gateway may present on ingest. Empty: ingest is open (only for
+    /// loopback or a trusted network; the collector logs a warning).
+    pub ingest_tokens: Vec<String>,
+    /// The bootstrap admin API key (`Authorization: Bearer <key>` on the query API). Empty:
+    /// the query API is open (the collector logs a warning).
+    pub admin_key: Option<String>,
+    /// Traces older than this are deleted in the background (0: keep forever).
+    pub retention_days: u32,
+    /// Largest ingest message accepted (bytes).
+    pub max_message_bytes: usize,
+    /// Batches being written at once; more get `UNAVAILABLE` (the filter retries).
+    pub max_concurrent_batches: usize,
+    /// How long shutdown may take before the collector exits anyway (ms).
+    pub shutdown_timeout_ms: u64,
+}
+
+/// Where traces are stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "backend", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// Embedded SQLite (the default).
+    Sqlite {
+        #[serde(default = "default_db")]
+        path: PathBuf,
+    },
+}
+
+fn default_db() -> PathBuf {
+    PathBuf::from("tollgate-collector.db")
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig::Sqlite { path: default_db() }
+    }
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7317)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 7318)),
+            storage: StorageConfig::default(),
+            ingest_tokens: Vec::new(),
+            admin_key: None,
+            retention_days: 30,
+            max_message_bytes: 4 << 20,
+            max_concurrent_batches: 8,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A configuration error, naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid collector config at `{field}`: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl CollectorConfig {
+    /// Parses a YAML or JSON document (JSON is YAML).
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(CollectorConfig::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error_free(de)
+    }
+
+    /// Applies `TOLLGATE_COLLECTOR_*` variables from `vars`.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (k, v) in vars {
+            let Some(name) = k.strip_prefix("TOLLGATE_COLLECTOR_") else {
+                continue;
+            };
+            match name {
+                "GRPC_LISTEN" => {
+                    self.grpc_listen = v.parse().map_err(|e| err(&k, format!("{e}")))?;
+                }
+                "HTTP_LISTEN" => {
+                    self.http_listen = v.parse().map_err(|e| err(&k, format!("{e}")))?;
+                }
+                "DB" => self.storage = StorageConfig::Sqlite { path: v.into() },
+                "INGEST_TOKENS" => {
+                    self.ingest_tokens = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
+                "ADMIN_KEY" => self.admin_key = Some(v).filter(|k| !k.is_empty()),
+                "RETENTION_DAYS" => {
+                    self.retention_days = v.parse().map_err(|e| err(&k, format!("{e}")))?;
+                }
+                _ => return Err(err(&k, "unknown variable")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
+            return Err(err("http_listen", "must differ from grpc_listen"));
+        }
+        if !(1024..=(256 << 20)).contains(&self.max_message_bytes) {
+            return Err(err(
+                "max_message_bytes",
+                "must be between 1 KiB and 256 MiB",
+            ));
+        }
+        if !(1..=256).contains(&self.max_concurrent_batches) {
+            return Err(err("max_concurrent_batches", "must be between 1 and 256"));
+        }
+        if self.ingest_tokens.iter().any(|t| t.len() < 16) {
+            return Err(err(
+                "ingest_tokens",
+                "each token needs at least 16 characters",
+            ));
+        }
+        if self.admin_key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(err("admin_key", "needs at least 16 characters"));
+        }
+        Ok(())
+    }
+}
+
+/// Deserialises with the failing field's path in the error.
+fn serde_path_to_error_free(
+    de: serde_yaml::Deserializer<'_>,
+) -> Result<CollectorConfig, ConfigError> {
+    CollectorConfig::deserialize(de).map_err(|e| {
+        let field = e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "(root)".into());
+        ConfigError {
+            field,
+            message: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_env_and_errors() {
+        let c = CollectorConfig::from_yaml("").unwrap();
+        assert_eq!(c.grpc_listen.port(), 7317);
+        let mut c = CollectorConfig::from_yaml(
+            "grpc_listen: 0.0.0.0:9000\nstorage: {backend: sqlite, path: /tmp/x.db}\nretention_days: 7\n",
+        )
+        .unwrap();
+        assert_eq!(c.retention_days, 7);
+        c.apply_env([
+            (
+                "TOLLGATE_COLLECTOR_INGEST_TOKENS".to_string(),
+                "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb".to_string(),
+            ),
+            ("PATH".to_string(), "/bin".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.ingest_tokens.len(), 2);
+        assert!(c.validate().is_ok());
+        let e = CollectorConfig::from_yaml("retention_dayz: 3")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention_dayz"), "{e}");
+        let e = c
+            .apply_env([("TOLLGATE_COLLECTOR_NOPE".to_string(), "1".to_string())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TOLLGATE_COLLECTOR_NOPE"), "{e}");
+        c.ingest_tokens = vec!["short".into()];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ingest_tokens"));
+    }
+}

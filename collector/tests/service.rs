@@ -1,0 +1,266 @@
+//! The collector as a running service: gRPC ingest (auth, validation, limits, the server keeps
+//! serving after bad calls) and the HTTP query API (filters, errors naming the parameter, auth,
+//! the OpenAPI document), over a real socket.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code fails loudly
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use tokio_util::sync::CancellationToken;
+use tollgate_collector::config::{CollectorConfig, StorageConfig};
+use tollgate_proto::v1::collector_client::CollectorClient;
+use tollgate_proto::v1::{IngestRequest, Outcome, TraceSummary, Usage};
+
+const TOKEN: &str = "ingest-token-0123456789";
+const ADMIN: &str = "admin-key-0123456789abcdef";
+
+struct Running {
+    grpc: String,
+    http: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        storage: StorageConfig::Sqlite {
+            path: dir.path().join("c.db"),
+        },
+        ingest_tokens: vec![TOKEN.into()],
+        admin_key: Some(ADMIN.into()),
+        max_message_bytes: 64 * 1024,
+        ..CollectorConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(tollgate_collector::run(config, stop.clone(), Some(tx)));
+    let bound = rx.await.unwrap();
+    Running {
+        grpc: format!("http://{}", bound.grpc),
+        http: bound.http,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+fn summary(id: &str, tenant: &str) -> TraceSummary {
+    TraceSummary {
+        request_id: id.into(),
+        tenant: tenant.into(),
+        provider: "openai".into(),
+        route: "openai".into(),
+        operation: "chat_completions".into(),
+        request_model: "gpt-4o-mini".into(),
+        outcome: Outcome::Allowed as i32,
+        status_code: 200,
+        start_unix_nanos: 1_795_311_582_000_000_000,
+        end_unix_nanos: 1_795_311_582_250_000_000,
+        usage: Some(Usage {
+            input_tokens: 21,
+            output_tokens: 17,
+            ..Usage::default()
+        }),
+        cost_micro_usd: 13,
+        cost_known: true,
+        ..TraceSummary::default()
+    }
+}
+
+fn with_token(msg: IngestRequest, token: Option<&str>) -> tonic::Request<IngestRequest> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
+/// A GET over a plain socket: (status, body).
+fn get(addr: std::net::SocketAddr, path: &str, key: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = key
+        .map(|k| format!("authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (status, body.to_string());
+    }
+    // de-chunk
+    let mut rest = body;
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    (status, out)
+}
+
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    let path = path.to_string();
+    let (status, body) = tokio::task::spawn_blocking(move || get(addr, &path, Some(ADMIN)))
+        .await
+        .unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_authenticates_validates_limits_and_keeps_serving() {
+    let c = start().await;
+    let mut client = CollectorClient::connect(c.grpc.clone()).await.unwrap();
+    let batch = || IngestRequest {
+        summaries: vec![summary("r1", "acme"), summary("r2", "beta")],
+    };
+    let e = client.ingest(with_token(batch(), None)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let e = client
+        .ingest(with_token(batch(), Some("wrong-token-0123456789")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let mut bad = batch();
+    bad.summaries[1].request_id.clear();
+    let e = client
+        .ingest(with_token(bad, Some(TOKEN)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("summaries[1].request_id"),
+        "{}",
+        e.message()
+    );
+    let mut big = batch();
+    big.summaries[0].user_agent = "x".repeat(100 * 1024);
+    let e = client
+        .ingest(with_token(big, Some(TOKEN)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{e:?}"
+    );
+    // nothing of the refused batches was stored, and the server still works
+    let (_, v) = get_json(c.http, "/v1/traces").await;
+    assert_eq!(v["traces"].as_array().unwrap().len(), 0);
+    let ok = client
+        .ingest(with_token(batch(), Some(TOKEN)))
+        .await
+        .unwrap();
+    assert_eq!(ok.into_inner().accepted, 2);
+    let (status, v) = get_json(c.http, "/v1/traces?tenant=acme").await;
+    assert_eq!(status, 200);
+    let t = &v["traces"][0];
+    assert_eq!(
+        (t["request_id"].as_str(), t["model"].as_str()),
+        (Some("r1"), Some("gpt-4o-mini"))
+    );
+    assert_eq!(t["usage"]["input_tokens"], 21);
+    assert_eq!(t["cost_micro_usd"], 13);
+    assert_eq!(t["latency_ms"], 250.0);
+    assert_eq!(t["start"], "2026-11-22T01:39:42Z");
+    c.stop.cancel();
+    c.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_api_errors_auth_and_openapi() {
+    let c = start().await;
+    let mut client = CollectorClient::connect(c.grpc.clone()).await.unwrap();
+    client
+        .ingest(with_token(
+            IngestRequest {
+                summaries: vec![summary("r1", "acme"), summary("r2", "beta")],
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .unwrap();
+    let http = c.http;
+    // auth
+    let (status, body) = tokio::task::spawn_blocking(move || get(http, "/v1/traces", None))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("\"status\":401"), "{body}");
+    let (status, _) =
+        tokio::task::spawn_blocking(move || get(http, "/v1/traces", Some("not-the-key-000000000")))
+            .await
+            .unwrap();
+    assert_eq!(status, 401);
+    // problems name the parameter
+    for (path, param) in [
+        ("/v1/traces?limit=5000", "limit"),
+        ("/v1/traces?from=yesterday", "from"),
+        ("/v1/traces?outcome=maybe", "outcome"),
+        ("/v1/traces?has_findings=yes", "has_findings"),
+        ("/v1/traces?cursor=abc", "cursor"),
+        ("/v1/traces?colour=red", "colour"),
+        ("/v1/usage?group_by=planet", "group_by"),
+        ("/v1/usage?bucket=fortnight", "bucket"),
+        ("/v1/findings?by=mood", "by"),
+    ] {
+        let (status, v) = get_json(http, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(v["param"], param, "{path}: {v}");
+    }
+    let (status, v) = get_json(http, "/v1/traces/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["status"], 404);
+    let (status, v) = get_json(http, "/v1/traces/r2").await;
+    assert_eq!((status, v["tenant"].as_str()), (200, Some("beta")));
+    let (_, v) = get_json(http, "/v1/usage?group_by=tenant&bucket=day").await;
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(v["rows"][0]["bucket"], "2026-11-22T00:00:00Z");
+    // the OpenAPI document is served without a key and names every route
+    let (status, body) = tokio::task::spawn_blocking(move || get(http, "/v1/openapi.json", None))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    for p in [
+        "/v1/traces",
+        "/v1/traces/{request_id}",
+        "/v1/usage",
+        "/v1/findings",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p}");
+    }
+    let (status, body) = tokio::task::spawn_blocking(move || get(http, "/metrics", None))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("tollgate_collector_ingested_total 2"),
+        "{body}"
+    );
+    c.stop.cancel();
+    c.task.await.unwrap().unwrap();
+}

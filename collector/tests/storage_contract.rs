@@ -1,0 +1,460 @@
+//! The storage contract: what every backend must do, run here against SQLite (and, with issue 5,
+//! against ClickHouse through the same `contract` function).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code fails loudly
+
+use tollgate_collector::storage::sqlite::SqliteStorage;
+use tollgate_collector::storage::{
+    Bucket, Dimension, FindingsQuery, Storage, TenantScope, TraceQuery, UsageQuery,
+};
+use tollgate_proto::v1::{Action, Direction, Finding, Outcome, Severity, TraceSummary, Usage};
+
+const DAY: i64 = 86_400_000_000_000;
+/// 2026-11-16T00:00:00Z, a Monday.
+const MONDAY: i64 = 1_794_787_200_000_000_000;
+
+#[allow(clippy::too_many_arguments)]
+fn trace(
+    id: &str,
+    tenant: &str,
+    model: &str,
+    start: i64,
+    latency_ms: i64,
+    tokens: (u64, u64),
+    cost: Option<i64>,
+    outcome: Outcome,
+    findings: &[(&str, &str)],
+) -> TraceSummary {
+    TraceSummary {
+        request_id: id.into(),
+        tenant: tenant.into(),
+        tenant_source: "header".into(),
+        route: "openai".into(),
+        provider: if model.starts_with("claude") {
+            "anthropic"
+        } else {
+            "openai"
+        }
+        .into(),
+        operation: "chat_completions".into(),
+        request_model: model.into(),
+        response_model: model.into(),
+        status_code: 200,
+        outcome: outcome as i32,
+        start_unix_nanos: start,
+        end_unix_nanos: start + latency_ms * 1_000_000,
+        stream: true,
+        time_to_first_token_nanos: latency_ms * 100_000,
+        usage: Some(Usage {
+            input_tokens: tokens.0,
+            output_tokens: tokens.1,
+            ..Usage::default()
+        }),
+        cost_micro_usd: cost.unwrap_or(0),
+        cost_known: cost.is_some(),
+        findings: findings
+            .iter()
+            .map(|(rule, cat)| Finding {
+                rule_id: (*rule).into(),
+                category: (*cat).into(),
+                severity: Severity::High as i32,
+                action: Action::Block as i32,
+                direction: Direction::Request as i32,
+                message_index: 0,
+                start: 0,
+                end: 10,
+            })
+            .collect(),
+        findings_total: findings.len() as u32,
+        ..TraceSummary::default()
+    }
+}
+
+fn dataset() -> Vec<TraceSummary> {
+    vec![
+        trace(
+            "a1",
+            "acme",
+            "gpt-4o",
+            MONDAY + 10,
+            100,
+            (100, 10),
+            Some(1000),
+            Outcome::Allowed,
+            &[],
+        ),
+        trace(
+            "a2",
+            "acme",
+            "gpt-4o",
+            MONDAY + 20,
+            300,
+            (200, 20),
+            Some(2000),
+            Outcome::Redacted,
+            &[("pii.card", "pii")],
+        ),
+        trace(
+            "a3",
+            "acme",
+            "claude-haiku-4-5",
+            MONDAY + DAY,
+            200,
+            (50, 5),
+            None,
+            Outcome::Blocked,
+            &[
+                ("pi.override.ignore-previous", "injection.override"),
+                ("pii.email", "pii"),
+            ],
+        ),
+        trace(
+            "b1",
+            "beta",
+            "gpt-4o",
+            MONDAY + 2 * DAY,
+            1000,
+            (10, 1),
+            Some(10),
+            Outcome::Error,
+            &[],
+        ),
+        trace(
+            "b2",
+            "beta",
+            "gpt-4o",
+            MONDAY + 8 * DAY,
+            50,
+            (1, 1),
+            Some(1),
+            Outcome::Allowed,
+            &[],
+        ),
+    ]
+}
+
+async fn ids(s: &impl Storage, q: TraceQuery) -> Vec<String> {
+    s.traces(q)
+        .await
+        .unwrap()
+        .traces
+        .into_iter()
+        .map(|t| t.request_id)
+        .collect()
+}
+
+fn all() -> TraceQuery {
+    TraceQuery {
+        limit: 100,
+        ..TraceQuery::default()
+    }
+}
+
+/// The contract every backend passes.
+async fn contract(s: impl Storage + Clone) {
+    // insert is atomic and idempotent per request id
+    assert_eq!(s.insert(dataset()).await.unwrap(), 5);
+    assert_eq!(
+        s.insert(vec![dataset()[0].clone()]).await.unwrap(),
+        1,
+        "a retried summary is accepted"
+    );
+    assert_eq!(s.count().await.unwrap(), 5, "and stored once");
+
+    // get, with scope
+    let t = s.get("a3".into(), TenantScope::All).await.unwrap().unwrap();
+    assert_eq!(t, dataset()[2], "stored as received");
+    assert!(s
+        .get("a3".into(), TenantScope::Only(vec!["beta".into()]))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .get("nope".into(), TenantScope::All)
+        .await
+        .unwrap()
+        .is_none());
+
+    // newest stored first; every filter
+    assert_eq!(ids(&s, all()).await, ["b2", "b1", "a3", "a2", "a1"]);
+    let q = |f: fn(&mut TraceQuery)| {
+        let mut q = all();
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        ids(&s, q(|q| q.tenant = Some("beta".into()))).await,
+        ["b2", "b1"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.scope = TenantScope::Only(vec!["beta".into()]))).await,
+        ["b2", "b1"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.scope = TenantScope::Only(vec![]))).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.provider = Some("anthropic".into()))).await,
+        ["a3"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.model = Some("gpt-4o".into()))).await,
+        ["b2", "b1", "a2", "a1"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.outcome = Some("blocked".into()))).await,
+        ["a3"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.route = Some("openai".into()))).await.len(),
+        5
+    );
+    assert_eq!(
+        ids(
+            &s,
+            q(|q| {
+                q.from_ns = Some(MONDAY + DAY);
+                q.to_ns = Some(MONDAY + 8 * DAY);
+            })
+        )
+        .await,
+        ["b1", "a3"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.has_findings = Some(true))).await,
+        ["a3", "a2"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.has_findings = Some(false))).await,
+        ["b2", "b1", "a1"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.category = Some("injection".into()))).await,
+        ["a3"],
+        "a prefix category"
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.category = Some("pii".into()))).await,
+        ["a3", "a2"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.category = Some("inj".into()))).await,
+        Vec::<String>::new(),
+        "not a word prefix"
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.rule_id = Some("pii.card".into()))).await,
+        ["a2"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.min_cost_micro_usd = Some(1000))).await,
+        ["a2", "a1"]
+    );
+    assert_eq!(
+        ids(&s, q(|q| q.min_latency_ms = Some(300))).await,
+        ["b1", "a2"]
+    );
+
+    // cursor paging is stable while new rows arrive
+    let mut page = s
+        .traces(TraceQuery {
+            limit: 2,
+            ..TraceQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut seen: Vec<String> = page.traces.iter().map(|t| t.request_id.clone()).collect();
+    s.insert(vec![trace(
+        "c1",
+        "acme",
+        "gpt-4o",
+        MONDAY + 30,
+        10,
+        (1, 1),
+        Some(1),
+        Outcome::Allowed,
+        &[],
+    )])
+    .await
+    .unwrap();
+    while let Some(cursor) = page.next_cursor {
+        page = s
+            .traces(TraceQuery {
+                limit: 2,
+                cursor: Some(cursor),
+                ..TraceQuery::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.traces.iter().map(|t| t.request_id.clone()));
+    }
+    assert_eq!(
+        seen,
+        ["b2", "b1", "a3", "a2", "a1"],
+        "no row skipped or repeated"
+    );
+    assert_eq!(
+        ids(&s, all()).await[0],
+        "c1",
+        "the new row is on the first page"
+    );
+
+    // usage by tenant and model, bucketed by day and week
+    let rows = s
+        .usage(UsageQuery {
+            group_by: vec![Dimension::Tenant],
+            ..UsageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let acme = rows.iter().find(|r| r.group["tenant"] == "acme").unwrap();
+    assert_eq!(
+        (acme.requests, acme.input_tokens, acme.output_tokens),
+        (4, 351, 36)
+    );
+    assert_eq!(
+        (acme.cost_micro_usd, acme.unpriced_requests, acme.blocked),
+        (3001, 1, 1)
+    );
+    assert_eq!(acme.latency_ms.p50, Some(100.0));
+    assert_eq!(acme.latency_ms.p99, Some(300.0));
+    let beta = rows.iter().find(|r| r.group["tenant"] == "beta").unwrap();
+    assert_eq!((beta.requests, beta.errors), (2, 1));
+    let days = s
+        .usage(UsageQuery {
+            group_by: vec![Dimension::Model],
+            bucket: Some(Bucket::Day),
+            tenant: Some("acme".into()),
+            ..UsageQuery::default()
+        })
+        .await
+        .unwrap();
+    let labels: Vec<(String, String, u64)> = days
+        .iter()
+        .map(|r| {
+            (
+                r.bucket.clone().unwrap(),
+                r.group["model"].clone(),
+                r.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("2026-11-16T00:00:00Z".to_string(), "gpt-4o".to_string(), 3),
+            (
+                "2026-11-17T00:00:00Z".to_string(),
+                "claude-haiku-4-5".to_string(),
+                1
+            ),
+        ]
+    );
+    let weeks = s
+        .usage(UsageQuery {
+            bucket: Some(Bucket::Week),
+            ..UsageQuery::default()
+        })
+        .await
+        .unwrap();
+    let weeks: Vec<(String, u64)> = weeks
+        .iter()
+        .map(|r| (r.bucket.clone().unwrap(), r.requests))
+        .collect();
+    assert_eq!(
+        weeks,
+        [
+            ("2026-11-16T00:00:00Z".to_string(), 5),
+            ("2026-11-23T00:00:00Z".to_string(), 1)
+        ],
+        "weeks start on Monday"
+    );
+    let months = s
+        .usage(UsageQuery {
+            bucket: Some(Bucket::Month),
+            ..UsageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(months[0].bucket.as_deref(), Some("2026-11-01T00:00:00Z"));
+    let scoped = s
+        .usage(UsageQuery {
+            scope: TenantScope::Only(vec!["beta".into()]),
+            ..UsageQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(scoped.len(), 1);
+    assert_eq!(
+        scoped[0].requests, 2,
+        "a scoped caller sees only its tenants"
+    );
+
+    // findings by category
+    let f = s
+        .findings(FindingsQuery {
+            by: vec!["category".into()],
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap();
+    let counts: Vec<(String, u64, u64)> = f
+        .iter()
+        .map(|r| (r.group["category"].clone(), r.findings, r.traces))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("injection.override".to_string(), 1, 1),
+            ("pii".to_string(), 2, 2)
+        ]
+    );
+    let by_rule_tenant = s
+        .findings(FindingsQuery {
+            by: vec!["rule".into(), "tenant".into()],
+            scope: TenantScope::Only(vec!["beta".into()]),
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_rule_tenant.is_empty());
+
+    // retention
+    assert_eq!(s.delete_before(MONDAY + DAY).await.unwrap(), 3);
+    assert_eq!(ids(&s, all()).await, ["b2", "b1", "a3"]);
+    assert!(s
+        .findings(FindingsQuery {
+            by: vec!["rule".into()],
+            ..FindingsQuery::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.group["rule"] != "pii.card"));
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(dir.path().join("t.db")).unwrap();
+    contract(s).await;
+}
+
+#[tokio::test]
+async fn sqlite_survives_a_reopen_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let s = SqliteStorage::open(&path).unwrap();
+        s.insert(dataset()).await.unwrap();
+    }
+    let s = SqliteStorage::open(&path).unwrap();
+    assert_eq!(s.count().await.unwrap(), 5);
+}
