@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 
 E2E_VENV := tests/e2e/.venv
 
-.PHONY: run test lint build wasm wasm-smoke plugin e2e-deps e2e bench bench-envoy detection-report help
+.PHONY: run test lint build wasm wasm-smoke plugin collector e2e-deps e2e bench bench-envoy detection-report help
 
 help:
 	@echo "make run               - Envoy with the filter on :10000 (mock provider unless UPSTREAM=...)"
@@ -49,8 +49,12 @@ e2e-deps:
 	$(E2E_VENV)/bin/python -m pip install -q -r tests/e2e/requirements.txt
 
 # real Envoy + the built filter + the mock provider, driven by the official SDKs
-e2e: plugin e2e-deps
+e2e: plugin collector e2e-deps
 	$(E2E_VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
+
+# the collector binary the end-to-end tests and `make run` start
+collector:
+	$(CARGO) build -p tollgate-collector
 
 test: lint wasm build wasm-smoke e2e
 	$(CARGO) test --workspace --exclude tollgate-plugin

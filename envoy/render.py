@@ -19,8 +19,27 @@ TLS = """      transport_socket:
           sni: {host}"""
 
 
+# the collector's gRPC ingest (HTTP/2, plaintext on loopback); the filter's `collector.cluster`
+COLLECTOR = """    - name: tollgate_collector
+      type: STRICT_DNS
+      connect_timeout: 2s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config:
+            http2_protocol_options: {{}}
+      load_assignment:
+        cluster_name: tollgate_collector
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: {host}, port_value: {port} }}"""
+
+
 def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str,
-           access_log: str = "/dev/stdout", extra_http_filters: str = "", with_filter: bool = True) -> str:
+           access_log: str = "/dev/stdout", extra_http_filters: str = "", with_filter: bool = True,
+           collector: str = "") -> str:
     """`extra_http_filters`: YAML list items (indented 18 spaces) placed before the filter, e.g.
     a `jwt_authn` filter whose verified claims the tenant rules read."""
     u = urlparse(upstream)
@@ -44,6 +63,7 @@ def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str
         LISTEN_PORT=listen, ADMIN_PORT=admin, UPSTREAM_HOST=u.hostname, UPSTREAM_PORT=port,
         UPSTREAM_TLS=TLS.format(host=u.hostname) if tls else "", WASM_PATH=wasm, PLUGIN_CONFIG=config,
         ACCESS_LOG=access_log, EXTRA_HTTP_FILTERS=extra_http_filters.rstrip("\n"),
+        EXTRA_CLUSTERS=COLLECTOR.format(host=collector.rsplit(":", 1)[0], port=collector.rsplit(":", 1)[1]) if collector else "",
     )
 
 
@@ -55,9 +75,11 @@ def main() -> int:
     ap.add_argument("--upstream", default="http://127.0.0.1:18081")
     ap.add_argument("--plugin-config", help="JSON file with the filter configuration")
     ap.add_argument("--access-log", default="/dev/stdout", help="where Envoy writes its access log")
+    ap.add_argument("--collector", default="", help="host:port of the collector's gRPC ingest (adds the tollgate_collector cluster)")
     a = ap.parse_args()
     cfg = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
-    sys.stdout.write(render(str(Path(a.wasm).resolve()), a.listen, a.admin, a.upstream, cfg, a.access_log))
+    sys.stdout.write(render(str(Path(a.wasm).resolve()), a.listen, a.admin, a.upstream, cfg, a.access_log,
+                                collector=a.collector))
     return 0
 
 

@@ -42,7 +42,7 @@ def free_port() -> int:
 class Gateway:
     """A running Envoy with the filter."""
 
-    def __init__(self, upstream: str, plugin_config: dict, extra_http_filters: str = ""):
+    def __init__(self, upstream: str, plugin_config: dict, extra_http_filters: str = "", collector: str = ""):
         assert WASM.exists(), f"{WASM} is missing: build it with `make plugin`"
         self.port, self.admin = free_port(), free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="tollgate-e2e-")
@@ -50,7 +50,7 @@ class Gateway:
         self.access_log_path = Path(self.dir.name) / "access.log"
         self.config_path.write_text(render.render(
             str(WASM), self.port, self.admin, upstream, json.dumps(plugin_config), str(self.access_log_path),
-            extra_http_filters))
+            extra_http_filters, collector=collector))
         self.log_path = Path(self.dir.name) / "envoy.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -105,6 +105,75 @@ class Gateway:
         self.dir.cleanup()
 
 
+COLLECTOR_BIN = Path(os.environ.get("TOLLGATE_COLLECTOR", REPO / "target" / "debug" / "tollgate-collector"))
+INGEST_TOKEN = "e2e-ingest-token-0123456789"
+ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
+
+
+class Collector:
+    """The real collector binary on free ports, with its own database (kept across restarts)."""
+
+    def __init__(self):
+        assert COLLECTOR_BIN.exists(), f"{COLLECTOR_BIN} is missing: cargo build -p tollgate-collector"
+        self.dir = tempfile.TemporaryDirectory(prefix="tollgate-collector-")
+        self.grpc, self.http = free_port(), free_port()
+        self.db = Path(self.dir.name) / "collector.db"
+        self.proc = None
+        self.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+    def start(self):
+        env = {**os.environ, "TOLLGATE_COLLECTOR_INGEST_TOKENS": INGEST_TOKEN,
+               "TOLLGATE_COLLECTOR_ADMIN_KEY": ADMIN_KEY, "RUST_LOG": "info"}
+        self.log = open(Path(self.dir.name) / "collector.log", "a")
+        self.proc = subprocess.Popen(
+            [str(COLLECTOR_BIN), "--grpc-listen", self.address, "--http-listen", f"127.0.0.1:{self.http}",
+             "--db", str(self.db)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.logs()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("collector did not start:\n" + self.logs())
+
+    def kill(self, sig=None):
+        import signal
+        self.proc.send_signal(sig or signal.SIGKILL)
+        self.proc.wait(timeout=15)
+        self.log.close()
+
+    def get(self, path: str):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}",
+                                     headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def logs(self) -> str:
+        return (Path(self.dir.name) / "collector.log").read_text(errors="replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+        self.dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+def collector():
+    c = Collector()
+    yield c
+    c.stop()
+
+
 @pytest.fixture(scope="session")
 def mock():
     server, recorder = mock_llm.serve(0)
@@ -116,10 +185,10 @@ def mock():
 def gateway_factory(mock):
     started = {}
 
-    def start(plugin_config: dict | None = None, extra_http_filters: str = "") -> Gateway:
-        key = json.dumps(plugin_config or {}, sort_keys=True) + extra_http_filters
+    def start(plugin_config: dict | None = None, extra_http_filters: str = "", collector: str = "") -> Gateway:
+        key = json.dumps(plugin_config or {}, sort_keys=True) + extra_http_filters + collector
         if key not in started:
-            gw = Gateway(mock[0], plugin_config or {}, extra_http_filters)
+            gw = Gateway(mock[0], plugin_config or {}, extra_http_filters, collector)
             assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
             started[key] = gw
         return started[key]
