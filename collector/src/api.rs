@@ -1,15 +1,17 @@
 //! The query API, versioned under `/v1` (axum): traces (filtered, cursor-paged), one trace,
 //! usage grouped by tenant / model / provider / route and a time bucket, finding counts, and the
 //! OpenAPI document. Errors are RFC 9457 `application/problem+json`; a bad parameter gives 400
-//! naming it. Authentication: `Authorization: Bearer <admin key>` when one is configured.
+//! naming it. Authentication: `Authorization: Bearer <key>` — the bootstrap admin key or a key
+//! from [`crate::keys`], whose role gates the endpoint and whose tenants scope every query.
 
+use crate::keys::{Caller, KeyStore, Role};
 use crate::metrics::CollectorMetrics;
 use crate::storage::{
     model_of, outcome_name, Bucket, Dimension, FindingsQuery, Storage, StorageError, TenantScope,
     TraceQuery, UsageQuery,
 };
 use crate::time::{format_nanos, parse_time};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,8 +30,10 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Shared state of the API.
 pub struct ApiState<S> {
     pub storage: S,
-    /// SHA-256 of the admin key, when the API requires one.
+    /// SHA-256 of the bootstrap admin key, when one is configured.
     pub admin_key: Option<[u8; 32]>,
+    /// Keys created with `tollgate-collector keys create`.
+    pub keys: Option<Arc<KeyStore>>,
     pub metrics: Arc<CollectorMetrics>,
 }
 
@@ -49,6 +53,18 @@ impl Problem {
             title: "Invalid parameter",
             detail: detail.into(),
             param: Some(param.to_string()),
+        }
+    }
+
+    fn forbidden(role: Role) -> Self {
+        Problem {
+            status: StatusCode::FORBIDDEN,
+            title: "Forbidden",
+            detail: format!(
+                "this needs a key with the `{}` role or higher",
+                role.as_str()
+            ),
+            param: None,
         }
     }
 
@@ -117,6 +133,7 @@ pub fn router<S: Storage + Clone>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/traces/{request_id}", get(get_trace::<S>))
         .route("/v1/usage", get(usage::<S>))
         .route("/v1/findings", get(findings::<S>))
+        .route("/v1/keys", get(list_keys::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate::<S>,
@@ -153,32 +170,91 @@ async fn observe<S: Storage + Clone>(
 async fn authenticate<S: Storage + Clone>(
     State(state): State<Arc<ApiState<S>>>,
     headers: HeaderMap,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match caller(&state, presented) {
+        Ok(c) => {
+            req.extensions_mut().insert(c);
+            next.run(req).await
+        }
+        Err(p) => p.into_response(),
+    }
+}
+
+/// Who a presented key stands for: the bootstrap admin key, a stored key, or (when no key of
+/// any kind exists) an open API.
+fn caller<S>(state: &ApiState<S>, presented: Option<&str>) -> Result<Caller, Problem> {
+    let unauthorized = || Problem {
+        status: StatusCode::UNAUTHORIZED,
+        title: "Unauthorized",
+        detail: "a valid `Authorization: Bearer <key>` is required".into(),
+        param: None,
+    };
+    let admin = |id: &str| Caller {
+        key_id: id.to_string(),
+        role: Role::Admin,
+        scope: TenantScope::All,
+    };
+    let stored_keys = match &state.keys {
+        Some(k) => k
+            .any()
+            .map_err(|e| Problem::from(StorageError::Internal(e.to_string())))?,
+        None => false,
+    };
+    let Some(key) = presented else {
+        return if state.admin_key.is_none() && !stored_keys {
+            Ok(admin("open"))
+        } else {
+            Err(unauthorized())
+        };
+    };
     if let Some(expected) = &state.admin_key {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|k| -> [u8; 32] { Sha256::digest(k.trim().as_bytes()).into() });
-        let ok = presented.is_some_and(|p| {
-            p.iter()
-                .zip(expected.iter())
-                .fold(0u8, |d, (a, b)| d | (a ^ b))
-                == 0
-        });
-        if !ok {
-            return Problem {
-                status: StatusCode::UNAUTHORIZED,
-                title: "Unauthorized",
-                detail: "a valid `Authorization: Bearer <key>` is required".into(),
-                param: None,
-            }
-            .into_response();
+        let d: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if d.iter()
+            .zip(expected.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+        {
+            return Ok(admin("bootstrap"));
         }
     }
-    next.run(req).await
+    if let Some(store) = &state.keys {
+        if let Some(c) = store
+            .authenticate(key)
+            .map_err(|e| Problem::from(StorageError::Internal(e.to_string())))?
+        {
+            return Ok(c);
+        }
+    }
+    Err(unauthorized())
+}
+
+fn require(caller: &Caller, role: Role) -> Result<(), Problem> {
+    if caller.role >= role {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(role))
+    }
+}
+
+async fn list_keys<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Admin)?;
+    let keys = match &state.keys {
+        Some(k) => k
+            .list()
+            .map_err(|e| Problem::from(StorageError::Internal(e.to_string())))?,
+        None => Vec::new(),
+    };
+    Ok(Json(json!({ "keys": keys })))
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -258,8 +334,10 @@ const OUTCOMES: [&str; 6] = [
 
 async fn list_traces<S: Storage + Clone>(
     State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Operator)?;
     let p = Params(raw);
     p.known(&[
         "tenant",
@@ -295,7 +373,7 @@ async fn list_traces<S: Storage + Clone>(
             })
             .transpose()?;
     let q = TraceQuery {
-        scope: TenantScope::All,
+        scope: caller.scope.clone(),
         tenant: p.text("tenant"),
         provider: p.text("provider"),
         model: p.text("model"),
@@ -320,11 +398,13 @@ async fn list_traces<S: Storage + Clone>(
 
 async fn get_trace<S: Storage + Clone>(
     State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
     Path(request_id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Operator)?;
     match state
         .storage
-        .get(request_id.clone(), TenantScope::All)
+        .get(request_id.clone(), caller.scope.clone())
         .await?
     {
         Some(t) => Ok(Json(trace_json(&t))),
@@ -336,8 +416,10 @@ async fn get_trace<S: Storage + Clone>(
 
 async fn usage<S: Storage + Clone>(
     State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Viewer)?;
     let p = Params(raw);
     p.known(&["group_by", "bucket", "from", "to", "tenant"])?;
     let mut group_by = Vec::new();
@@ -361,7 +443,7 @@ async fn usage<S: Storage + Clone>(
         })
         .transpose()?;
     let q = UsageQuery {
-        scope: TenantScope::All,
+        scope: caller.scope.clone(),
         group_by,
         bucket,
         from_ns: p.time("from")?,
@@ -374,8 +456,10 @@ async fn usage<S: Storage + Clone>(
 
 async fn findings<S: Storage + Clone>(
     State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Viewer)?;
     let p = Params(raw);
     p.known(&["by", "bucket", "from", "to", "tenant"])?;
     let by: Vec<String> = p
@@ -402,7 +486,7 @@ async fn findings<S: Storage + Clone>(
         })
         .transpose()?;
     let q = FindingsQuery {
-        scope: TenantScope::All,
+        scope: caller.scope.clone(),
         tenant: p.text("tenant"),
         from_ns: p.time("from")?,
         to_ns: p.time("to")?,

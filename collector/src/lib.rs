@@ -11,12 +11,16 @@
 //! - [`storage`]: the `Storage` trait and the SQLite backend.
 //! - [`ingest`]: the `tollgate.v1.Collector` gRPC service.
 //! - [`api`]: the `/v1` query API (axum) and its OpenAPI document.
+//! - [`keys`]: API keys with roles and tenant scopes.
 //! - [`metrics`]: the collector's Prometheus metrics.
+//! - [`client`]: the tiny HTTP client of the `query` commands.
 //! - [`time`]: RFC 3339 timestamps.
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
 pub mod storage;
 pub mod time;
@@ -47,25 +51,30 @@ pub async fn run(
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let storage = match &config.storage {
-        StorageConfig::Sqlite { path } => SqliteStorage::open(path)
-            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?,
+    let (storage, keys) = match &config.storage {
+        StorageConfig::Sqlite { path } => (
+            SqliteStorage::open(path)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?,
+            keys::KeyStore::open(path)?,
+        ),
     };
-    serve(config, storage, shutdown, ready).await
+    serve(config, storage, Some(Arc::new(keys)), shutdown, ready).await
 }
 
 /// Runs the collector over an opened storage backend.
 pub async fn serve<S: Storage + Clone>(
     config: CollectorConfig,
     storage: S,
+    keys: Option<Arc<keys::KeyStore>>,
     shutdown: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
     if config.ingest_tokens.is_empty() {
         tracing::warn!("no ingest_tokens configured: anyone who reaches the gRPC port can ingest");
     }
-    if config.admin_key.is_none() {
-        tracing::warn!("no admin_key configured: the query API is open");
+    let stored_keys = keys.as_ref().is_some_and(|k| k.any().unwrap_or(false));
+    if config.admin_key.is_none() && !stored_keys {
+        tracing::warn!("no admin_key and no API keys: the query API is open");
     }
     let metrics = Arc::new(metrics::CollectorMetrics::default());
     let tracker = TaskTracker::new();
@@ -110,6 +119,7 @@ pub async fn serve<S: Storage + Clone>(
             .admin_key
             .as_ref()
             .map(|k| Sha256::digest(k.as_bytes()).into()),
+        keys,
         metrics: metrics.clone(),
     });
     let app = api::router(state);

@@ -1,17 +1,31 @@
 //! `tollgate-collector`: a thin shell over [`tollgate_collector::run`] — configuration from a
-//! file, the environment and flags; logs; Ctrl-C / SIGTERM for a graceful stop.
+//! file, the environment and flags; logs; Ctrl-C / SIGTERM for a graceful stop — plus the
+//! everyday commands: `keys create|list|revoke` and `query traces|usage|findings`.
 
-use anyhow::Context;
-use clap::Parser;
+// `serde_json::Value` indexing returns `Null` for anything missing: it cannot panic
+#![allow(clippy::indexing_slicing)]
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tollgate_collector::config::{CollectorConfig, StorageConfig};
+use tollgate_collector::keys::{KeyStore, Role};
 
 /// Receives trace summaries from the Tollgate filter and serves the query API.
 #[derive(Parser, Debug)]
 #[command(name = "tollgate-collector", version)]
-struct Args {
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
     /// Configuration file (YAML or JSON).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<std::path::PathBuf>,
     /// gRPC ingest address (overrides the file and TOLLGATE_COLLECTOR_GRPC_LISTEN).
     #[arg(long)]
@@ -20,25 +34,84 @@ struct Args {
     #[arg(long)]
     http_listen: Option<std::net::SocketAddr>,
     /// SQLite database file.
-    #[arg(long)]
+    #[arg(long, global = true)]
     db: Option<std::path::PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the collector (the default).
+    Serve,
+    /// Manage API keys of the query API (works on the database directly).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Ask a running collector.
+    Query(QueryArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Create a key; prints it once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer (aggregates), operator (+ traces) or admin (+ keys).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Limit the key to these tenants (repeat); none: all tenants.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// traces, usage or findings.
+    what: String,
+    /// The collector's API.
+    #[arg(
+        long,
+        env = "TOLLGATE_COLLECTOR_URL",
+        default_value = "http://127.0.0.1:7318"
+    )]
+    url: String,
+    /// API key.
+    #[arg(long, env = "TOLLGATE_COLLECTOR_KEY")]
+    key: Option<String>,
+    /// Group by (usage: tenant, model, provider, route; findings: category, rule, tenant).
+    #[arg(long)]
+    by: Option<String>,
+    /// minute, hour, day, week or month.
+    #[arg(long)]
+    bucket: Option<String>,
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// traces: outcome filter.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// traces: page size.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<CollectorConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -54,11 +127,34 @@ fn main() -> anyhow::Result<()> {
     if let Some(a) = args.http_listen {
         config.http_listen = a;
     }
-    if let Some(db) = args.db {
-        config.storage = StorageConfig::Sqlite { path: db };
+    if let Some(db) = &args.db {
+        config.storage = StorageConfig::Sqlite { path: db.clone() };
     }
     config.validate()?;
+    Ok(config)
+}
 
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.serve),
+        Command::Keys(k) => keys(&cli.serve, k),
+        Command::Query(q) => query(&q),
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let config = load_config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -71,6 +167,250 @@ fn main() -> anyhow::Result<()> {
         });
         tollgate_collector::run(config, shutdown, None).await
     })
+}
+
+fn keys(args: &ServeArgs, command: KeysCommand) -> anyhow::Result<()> {
+    let config = load_config(args)?;
+    let StorageConfig::Sqlite { path } = &config.storage;
+    let store = KeyStore::open(path)?;
+    match command {
+        KeysCommand::Create {
+            name,
+            role,
+            tenants,
+        } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role {role}: viewer, operator or admin"))?;
+            let (id, key) = store.create(&name, role, &tenants)?;
+            println!("created key {id} ({}): {key}", role.as_str());
+            println!("store it now: it is not shown again");
+        }
+        KeysCommand::List { format } => {
+            let keys = store.list()?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!(
+                    "{:<10} {:<9} {:<8} {:<24} tenants",
+                    "id", "role", "state", "name"
+                );
+                for k in keys {
+                    println!(
+                        "{:<10} {:<9} {:<8} {:<24} {}",
+                        k.id,
+                        k.role.as_str(),
+                        if k.revoked { "revoked" } else { "active" },
+                        k.name,
+                        if k.tenants.is_empty() {
+                            "*".to_string()
+                        } else {
+                            k.tenants.join(",")
+                        }
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !store.revoke(&id)? {
+                bail!("no key with id {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+fn query(q: &QueryArgs) -> anyhow::Result<()> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut add = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            params.push((k.to_string(), v.clone()));
+        }
+    };
+    add("from", &q.from);
+    add("to", &q.to);
+    add("tenant", &q.tenant);
+    add("bucket", &q.bucket);
+    let path = match q.what.as_str() {
+        "traces" => {
+            add("outcome", &q.outcome);
+            params.push(("limit".into(), q.limit.to_string()));
+            "/v1/traces"
+        }
+        "usage" => {
+            add("group_by", &q.by);
+            "/v1/usage"
+        }
+        "findings" => {
+            add("by", &q.by);
+            "/v1/findings"
+        }
+        other => bail!("query {other}: traces, usage or findings"),
+    };
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    let path = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    };
+    let v = tollgate_collector::client::get_json(&q.url, &path, q.key.as_deref())?;
+    if q.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    match q.what.as_str() {
+        "traces" => print_table(
+            &[
+                "start",
+                "tenant",
+                "model",
+                "outcome",
+                "in",
+                "out",
+                "cost $",
+                "ms",
+                "request id",
+            ],
+            v["traces"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    vec![
+                        t["start"]
+                            .as_str()
+                            .unwrap_or("")
+                            .get(..19)
+                            .unwrap_or("")
+                            .to_string(),
+                        text(&t["tenant"]),
+                        text(&t["model"]),
+                        text(&t["outcome"]),
+                        text(&t["usage"]["input_tokens"]),
+                        text(&t["usage"]["output_tokens"]),
+                        usd(&t["cost_micro_usd"]),
+                        t["latency_ms"]
+                            .as_f64()
+                            .map_or("-".into(), |m| format!("{m:.0}")),
+                        text(&t["request_id"]),
+                    ]
+                }),
+        ),
+        "usage" => {
+            let dims = group_names(&v["rows"]);
+            let mut header = vec!["bucket"];
+            header.extend(dims.iter().map(String::as_str));
+            header.extend([
+                "requests", "in", "out", "cost $", "errors", "blocked", "p50 ms", "p95 ms",
+            ]);
+            print_table(
+                &header,
+                v["rows"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        let mut row = vec![r["bucket"].as_str().unwrap_or("*").to_string()];
+                        row.extend(dims.iter().map(|d| text(&r["group"][d])));
+                        row.extend([
+                            text(&r["requests"]),
+                            text(&r["input_tokens"]),
+                            text(&r["output_tokens"]),
+                            usd(&r["cost_micro_usd"]),
+                            text(&r["errors"]),
+                            text(&r["blocked"]),
+                            r["latency_ms"]["p50"]
+                                .as_f64()
+                                .map_or("-".into(), |m| format!("{m:.0}")),
+                            r["latency_ms"]["p95"]
+                                .as_f64()
+                                .map_or("-".into(), |m| format!("{m:.0}")),
+                        ]);
+                        row
+                    }),
+            );
+        }
+        _ => {
+            let dims = group_names(&v["rows"]);
+            let mut header = vec!["bucket"];
+            header.extend(dims.iter().map(String::as_str));
+            header.extend(["findings", "traces"]);
+            print_table(
+                &header,
+                v["rows"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        let mut row = vec![r["bucket"].as_str().unwrap_or("*").to_string()];
+                        row.extend(dims.iter().map(|d| text(&r["group"][d])));
+                        row.extend([text(&r["findings"]), text(&r["traces"])]);
+                        row
+                    }),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn group_names(rows: &Value) -> Vec<String> {
+    rows.as_array()
+        .and_then(|r| r.first())
+        .and_then(|r| r["group"].as_object())
+        .map(|g| g.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn usd(v: &Value) -> String {
+    v.as_i64()
+        .map_or("-".into(), |m| format!("{:.4}", m as f64 / 1e6))
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' | b':' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
 }
 
 async fn wait_for_signal() {

@@ -24,6 +24,7 @@ struct Running {
     http: std::net::SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    db: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -49,6 +50,7 @@ async fn start() -> Running {
         http: bound.http,
         stop,
         task,
+        db: dir.path().join("c.db"),
         _dir: dir,
     }
 }
@@ -121,8 +123,12 @@ fn get(addr: std::net::SocketAddr, path: &str, key: Option<&str>) -> (u16, Strin
 }
 
 async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    let path = path.to_string();
-    let (status, body) = tokio::task::spawn_blocking(move || get(addr, &path, Some(ADMIN)))
+    get_as(addr, path, ADMIN).await
+}
+
+async fn get_as(addr: std::net::SocketAddr, path: &str, key: &str) -> (u16, Value) {
+    let (path, key) = (path.to_string(), key.to_string());
+    let (status, body) = tokio::task::spawn_blocking(move || get(addr, &path, Some(&key)))
         .await
         .unwrap();
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
@@ -263,4 +269,213 @@ async fn query_api_errors_auth_and_openapi() {
     );
     c.stop.cancel();
     c.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_gate_endpoints_and_tenant_keys_see_only_their_tenants_everywhere() {
+    use tollgate_collector::keys::{KeyStore, Role};
+    use tollgate_proto::v1::{Action, Direction, Finding, Severity};
+    let c = start().await;
+    let mut client = CollectorClient::connect(c.grpc.clone()).await.unwrap();
+    let with_finding = |id: &str, tenant: &str| {
+        let mut s = summary(id, tenant);
+        s.findings = vec![Finding {
+            rule_id: "pii.email".into(),
+            category: "pii".into(),
+            severity: Severity::Medium as i32,
+            action: Action::Log as i32,
+            direction: Direction::Request as i32,
+            ..Finding::default()
+        }];
+        s.findings_total = 1;
+        s
+    };
+    client
+        .ingest(with_token(
+            IngestRequest {
+                summaries: vec![with_finding("r1", "acme"), with_finding("r2", "beta")],
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .unwrap();
+    let store = KeyStore::open(&c.db).unwrap();
+    let (_, viewer) = store
+        .create("dash", Role::Viewer, &["acme".into()])
+        .unwrap();
+    let (_, operator) = store
+        .create("ops", Role::Operator, &["acme".into()])
+        .unwrap();
+    let (revoked_id, revoked) = store.create("old", Role::Admin, &[]).unwrap();
+    store.revoke(&revoked_id).unwrap();
+    let h = c.http;
+    let tenants = |v: &Value, list: &str, at: &str| -> Vec<String> {
+        let mut t: Vec<String> = v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.pointer(at).and_then(Value::as_str).unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+
+    // viewer: aggregates only, and only acme's
+    let (s, v) = get_as(h, "/v1/usage?group_by=tenant", &viewer).await;
+    assert_eq!(
+        (s, tenants(&v, "rows", "/group/tenant")),
+        (200, vec!["acme".to_string()])
+    );
+    let (s, v) = get_as(h, "/v1/usage?group_by=tenant&tenant=beta", &viewer).await;
+    assert_eq!(
+        (s, v["rows"].as_array().unwrap().len()),
+        (200, 0),
+        "asking for another tenant gives nothing"
+    );
+    let (s, v) = get_as(h, "/v1/findings?by=tenant", &viewer).await;
+    assert_eq!(
+        (s, tenants(&v, "rows", "/group/tenant")),
+        (200, vec!["acme".to_string()])
+    );
+    for path in ["/v1/traces", "/v1/traces/r1", "/v1/keys"] {
+        assert_eq!(get_as(h, path, &viewer).await.0, 403, "viewer: {path}");
+    }
+
+    // operator: traces too, still only acme's
+    let (s, v) = get_as(h, "/v1/traces", &operator).await;
+    assert_eq!(
+        (s, tenants(&v, "traces", "/tenant")),
+        (200, vec!["acme".to_string()])
+    );
+    assert_eq!(get_as(h, "/v1/traces/r1", &operator).await.0, 200);
+    assert_eq!(
+        get_as(h, "/v1/traces/r2", &operator).await.0,
+        404,
+        "another tenant's trace does not exist for it"
+    );
+    let (s, v) = get_as(h, "/v1/usage", &operator).await;
+    assert_eq!((s, v["rows"][0]["requests"].as_u64()), (200, Some(1)));
+    let (s, v) = get_as(h, "/v1/findings?by=rule", &operator).await;
+    assert_eq!((s, v["rows"][0]["findings"].as_u64()), (200, Some(1)));
+    assert_eq!(get_as(h, "/v1/keys", &operator).await.0, 403);
+
+    // admin (bootstrap): everything; keys are listed without secrets; revoked keys are refused
+    let (s, v) = get_json(h, "/v1/traces").await;
+    assert_eq!(
+        (s, tenants(&v, "traces", "/tenant")),
+        (200, vec!["acme".to_string(), "beta".to_string()])
+    );
+    let (s, v) = get_json(h, "/v1/keys").await;
+    assert_eq!((s, v["keys"].as_array().unwrap().len()), (200, 3));
+    assert!(
+        !v.to_string().contains(&viewer[9..]),
+        "no secret in the listing"
+    );
+    assert_eq!(get_as(h, "/v1/usage", &revoked).await.0, 401);
+    c.stop.cancel();
+    c.task.await.unwrap().unwrap();
+}
+
+#[test]
+fn cli_creates_keys_and_queries_a_running_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let bin = env!("CARGO_BIN_EXE_tollgate-collector");
+    let out = std::process::Command::new(bin)
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "cli",
+            "--role",
+            "operator",
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("tgk_"))
+        .unwrap()
+        .to_string();
+    let listed = std::process::Command::new(bin)
+        .args(["keys", "list", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.contains("operator") && listed.contains("cli") && !listed.contains(&key[9..]));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (grpc, http) = (port(()), port(()));
+    let mut server = std::process::Command::new(bin)
+        .args([
+            "--grpc-listen",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    rt.block_on(async {
+        let mut client = CollectorClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .unwrap();
+        client
+            .ingest(with_token(
+                IngestRequest {
+                    summaries: vec![summary("r1", "acme"), summary("r2", "beta")],
+                },
+                None,
+            ))
+            .await
+            .unwrap();
+    });
+    let q = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg("query")
+            .args(args)
+            .args(["--url", &format!("http://127.0.0.1:{http}"), "--key", &key])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let table = q(&["usage", "--by", "model", "--bucket", "day"]);
+    assert!(
+        table.starts_with("bucket")
+            && table.contains("gpt-4o-mini")
+            && table.contains("2026-11-22T00:00:00Z"),
+        "{table}"
+    );
+    let json: Value = serde_json::from_str(&q(&["traces", "--format", "json"])).unwrap();
+    assert_eq!(json["traces"].as_array().unwrap().len(), 2);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
