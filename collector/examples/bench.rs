@@ -1,0 +1,330 @@
+//! Collector benchmarks (docs/benchmarks.md):
+//!
+//! ```sh
+//! cargo run --release -p tollgate-collector --example bench -- ingest [SECONDS] [CLIENTS] [BATCH]
+//! cargo run --release -p tollgate-collector --example bench -- query [TRACES]
+//! cargo run --release -p tollgate-collector --example bench -- ingest-to ADDR [SECONDS] [CLIENTS] [BATCH]
+//! ```
+//!
+//! `ingest`: the collector in-process on loopback, CLIENTS concurrent gRPC clients sending
+//! batches of BATCH realistic summaries (as the filter does) for SECONDS; prints acknowledged
+//! summaries per second. `query`: loads TRACES generated summaries (30 days, 200 tenants,
+//! 12 models, bursts) into a fresh SQLite store, then times `/v1/usage` and `/v1/traces` over HTTP.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // a benchmark fails loudly
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tollgate_collector::config::{CollectorConfig, StorageConfig};
+use tollgate_collector::storage::sqlite::SqliteStorage;
+use tollgate_collector::storage::Storage;
+use tollgate_proto::v1::collector_client::CollectorClient;
+use tollgate_proto::v1::{
+    Action, Direction, Finding, IngestRequest, Outcome, Severity, TraceSummary, Usage,
+};
+
+const MODELS: [&str; 12] = [
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "o3",
+    "o4-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "claude-opus-4-1",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "llama3",
+];
+const END: i64 = 1_795_305_600_000_000_000; // 2026-11-22T00:00:00Z
+
+/// A small deterministic generator (xorshift), so runs compare.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn summary(rng: &mut Rng, i: u64, start: i64) -> TraceSummary {
+    // skewed tenants: a few big ones, a long tail
+    let tenant = (rng.below(200) * rng.below(200)) / 200;
+    let model = MODELS[(rng.below(12) * rng.below(12) / 12) as usize];
+    let input = 200 + rng.below(4000);
+    let output = 20 + rng.below(800);
+    let latency_ms = 200 + rng.below(4000) as i64;
+    let finding = rng.below(20) == 0;
+    TraceSummary {
+        request_id: format!("req-{i:012}"),
+        trace_id: format!("{:032x}", rng.next() as u128 * 7919),
+        tenant: format!("tenant-{tenant:03}"),
+        tenant_source: "header".into(),
+        route: if model.starts_with("claude") {
+            "anthropic"
+        } else {
+            "openai"
+        }
+        .into(),
+        provider: if model.starts_with("claude") {
+            "anthropic"
+        } else if model.starts_with("gemini") {
+            "gemini"
+        } else {
+            "openai"
+        }
+        .into(),
+        operation: "chat_completions".into(),
+        request_model: model.into(),
+        response_model: model.into(),
+        status_code: if rng.below(100) == 0 { 500 } else { 200 },
+        outcome: if finding {
+            Outcome::Redacted
+        } else {
+            Outcome::Allowed
+        } as i32,
+        start_unix_nanos: start,
+        upstream_first_byte_unix_nanos: start + 150_000_000,
+        end_unix_nanos: start + latency_ms * 1_000_000,
+        stream: rng.below(2) == 0,
+        time_to_first_token_nanos: 300_000_000 + rng.below(500) as i64 * 1_000_000,
+        usage: Some(Usage {
+            input_tokens: input,
+            cached_input_tokens: input / 4,
+            output_tokens: output,
+            ..Usage::default()
+        }),
+        cost_micro_usd: (input * 2 + output * 8) as i64,
+        cost_known: model != "llama3",
+        findings: if finding {
+            vec![Finding {
+                rule_id: "pii.email".into(),
+                category: "pii".into(),
+                severity: Severity::Medium as i32,
+                action: Action::Redact as i32,
+                direction: Direction::Request as i32,
+                message_index: 1,
+                start: 10,
+                end: 30,
+            }]
+        } else {
+            Vec::new()
+        },
+        findings_total: u32::from(finding),
+        request_bytes: 2048 + rng.below(30_000),
+        response_bytes: 1024 + rng.below(8000),
+        user_agent: "OpenAI/Python 3.54.0".into(),
+        envoy_node: "gw-1".into(),
+        envoy_cluster: "edge".into(),
+        ..TraceSummary::default()
+    }
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, usize) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    (
+        text.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        out.len(),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match args.first().map(String::as_str) {
+        Some("ingest") => {
+            let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+            let clients: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
+            let batch: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
+            rt.block_on(ingest(secs, clients, batch));
+        }
+        Some("ingest-to") => {
+            // against a collector already running (e.g. pinned to another core)
+            let addr: std::net::SocketAddr = args.get(1).expect("ADDR").parse().unwrap();
+            let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+            let clients: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(4);
+            let batch: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(100);
+            rt.block_on(load_ingest(addr, secs, clients, batch));
+        }
+        Some("query") => {
+            let n: u64 = args
+                .get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
+            rt.block_on(query(n));
+        }
+        _ => eprintln!("usage: bench ingest [SECONDS] [CLIENTS] [BATCH] | bench query [TRACES]"),
+    }
+}
+
+async fn start(db: std::path::PathBuf) -> (tollgate_collector::Bound, CancellationToken) {
+    let config = CollectorConfig {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        storage: StorageConfig::Sqlite { path: db },
+        retention_days: 0,
+        ..CollectorConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(tollgate_collector::run(config, stop.clone(), Some(tx)));
+    (rx.await.unwrap(), stop)
+}
+
+async fn ingest(secs: u64, clients: usize, batch: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (bound, stop) = start(dir.path().join("bench.db")).await;
+    load_ingest(bound.grpc, secs, clients, batch).await;
+    stop.cancel();
+}
+
+async fn load_ingest(grpc: std::net::SocketAddr, secs: u64, clients: usize, batch: u64) {
+    let acked = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (acked, busy) = (acked.clone(), busy.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = CollectorClient::connect(format!("http://{grpc}"))
+                .await
+                .unwrap();
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
+            let mut i = c as u64 * 1_000_000_000;
+            while Instant::now() < deadline {
+                let summaries: Vec<TraceSummary> = (0..batch)
+                    .map(|_| {
+                        i += 1;
+                        // live traffic: summaries of calls that just ended
+                        let at = END - rng.below(60_000) as i64 * 1_000_000;
+                        summary(&mut rng, i, at)
+                    })
+                    .collect();
+                match client.ingest(IngestRequest { summaries }).await {
+                    Ok(r) => {
+                        acked.fetch_add(u64::from(r.into_inner().accepted), Ordering::Relaxed);
+                    }
+                    Err(e) if e.code() == tonic::Code::Unavailable => {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    let n = acked.load(Ordering::Relaxed);
+    println!(
+        "ingest: {n} summaries acknowledged in {took:.1} s = {:.0} summaries/s ({clients} clients, batches of {batch}, {} busy replies)",
+        n as f64 / took,
+        busy.load(Ordering::Relaxed)
+    );
+}
+
+async fn query(n: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    {
+        let storage = SqliteStorage::open(&db).unwrap();
+        let mut rng = Rng(42);
+        let started = Instant::now();
+        let mut i = 0;
+        while i < n {
+            let batch: Vec<TraceSummary> = (0..10_000.min(n - i))
+                .map(|_| {
+                    i += 1;
+                    // bursts: a quarter of the traffic in 2 % of the time
+                    let at = if rng.below(4) == 0 {
+                        END - (7 * 86_400 + rng.below(50_000)) as i64 * 1_000_000_000
+                    } else {
+                        END - rng.below(30 * 86_400) as i64 * 1_000_000_000
+                    };
+                    summary(&mut rng, i, at)
+                })
+                .collect();
+            storage.insert(batch).await.unwrap();
+        }
+        let took = started.elapsed().as_secs_f64();
+        let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "load: {n} summaries in {took:.1} s ({:.0}/s in batches of 10,000), database {:.0} MiB",
+            n as f64 / took,
+            size as f64 / 1_048_576.0
+        );
+    }
+    let (bound, stop) = start(db).await;
+    let from = "2026-10-23T00:00:00Z";
+    let cases = [
+        (
+            "usage by model by day, 30 days",
+            format!("/v1/usage?group_by=model&bucket=day&from={from}"),
+        ),
+        (
+            "usage by tenant, 30 days",
+            format!("/v1/usage?group_by=tenant&from={from}"),
+        ),
+        (
+            "traces, one tenant, first page of 100",
+            "/v1/traces?tenant=tenant-007&limit=100".to_string(),
+        ),
+        (
+            "traces, category pii, first page of 100",
+            "/v1/traces?category=pii&limit=100".to_string(),
+        ),
+        (
+            "traces, min latency 4000 ms, page of 100",
+            "/v1/traces?min_latency_ms=4000&limit=100".to_string(),
+        ),
+    ];
+    for (name, path) in cases {
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let addr = bound.http;
+            let p = path.clone();
+            let t = Instant::now();
+            let (status, _) = tokio::task::spawn_blocking(move || get(addr, &p))
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{path}");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let p =
+            |q: f64| times[((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
+        println!(
+            "{name}: p50 {:.0} ms, p95 {:.0} ms (10 runs)",
+            p(0.5),
+            p(0.95)
+        );
+    }
+    stop.cancel();
+}
