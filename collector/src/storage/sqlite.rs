@@ -21,8 +21,10 @@ use tollgate_proto::v1::{Action, Direction, TraceSummary};
 
 /// Schema migrations, in order; `PRAGMA user_version` is the number applied. Each runs in its
 /// own transaction with the version bump.
-const MIGRATIONS: &[fn(&rusqlite::Transaction<'_>) -> Result<(), StorageError>] =
-    &[migration_1, migration_2];
+const MIGRATIONS: &[Migration] = &[migration_1, migration_2];
+
+/// One schema step.
+type Migration = fn(&rusqlite::Transaction<'_>) -> Result<(), StorageError>;
 
 /// 1: traces and their findings.
 fn migration_1(tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
