@@ -479,3 +479,94 @@ fn cli_creates_keys_and_queries_a_running_collector() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Sends raw bytes as the gRPC message (what a broken or hostile client might send).
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        let mut out = vec![0u8; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protobuf_is_invalid_argument_and_the_server_keeps_serving() {
+    let c = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(c.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    for garbage in [
+        vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+        b"not protobuf at all".to_vec(),
+        vec![0x0a, 0x80],
+    ] {
+        grpc.ready().await.unwrap();
+        let mut req = tonic::Request::new(garbage);
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        let e = grpc
+            .unary::<_, Vec<u8>, _>(
+                req,
+                "/tollgate.v1.Collector/Ingest".parse().unwrap(),
+                RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    }
+    // still serving, nothing stored from the garbage
+    let mut client = CollectorClient::new(channel);
+    let ok = client
+        .ingest(with_token(
+            IngestRequest {
+                summaries: vec![summary("r1", "acme")],
+            },
+            Some(TOKEN),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ok.into_inner().accepted, 1);
+    let (_, v) = get_json(c.http, "/v1/traces").await;
+    assert_eq!(v["traces"].as_array().unwrap().len(), 1);
+    c.stop.cancel();
+    c.task.await.unwrap().unwrap();
+}

@@ -6,6 +6,10 @@
 //! # Layout
 //! - [`v1`]: the generated types (`TraceSummary`, `IngestRequest`, ...) and, with `grpc`,
 //!   `v1::collector_client` / `v1::collector_server`.
+//! - [`codec`] (with `grpc`): prost encoding that reports malformed input as `INVALID_ARGUMENT`.
+
+#[cfg(feature = "grpc")]
+pub mod codec;
 
 /// Generated from `tollgate/v1/collector.proto`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
