@@ -8,6 +8,9 @@
     clippy::indexing_slicing
 )] // test code fails loudly
 
+mod common;
+
+use tollgate_collector::storage::clickhouse::ClickHouseStorage;
 use tollgate_collector::storage::sqlite::SqliteStorage;
 use tollgate_collector::storage::{
     Bucket, Dimension, FindingsQuery, Storage, TenantScope, TraceQuery, UsageQuery,
@@ -525,4 +528,13 @@ async fn sqlite_migrates_a_version_1_database_and_backfills_the_rollups() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(v, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_passes_the_storage_contract() {
+    let server = common::clickhouse::ClickHouse::start();
+    let s = ClickHouseStorage::connect(&server.url(), "tollgate_contract")
+        .await
+        .unwrap();
+    contract(s).await;
 }

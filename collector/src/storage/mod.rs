@@ -4,6 +4,7 @@
 //! in `tests/storage_contract.rs` run against every backend. `insert` returning `Ok` means the
 //! batch is durable: the ingest service acknowledges only then.
 
+pub mod clickhouse;
 pub mod rollup;
 pub mod sqlite;
 

@@ -1,0 +1,3 @@
+//! Test harness shared by the collector's integration tests.
+
+pub mod clickhouse;
