@@ -40,6 +40,53 @@ pub enum StorageConfig {
         #[serde(default = "default_db")]
         path: PathBuf,
     },
+    /// ClickHouse over HTTP (`http://host:8123`) in `database`; API keys stay in a local
+    /// SQLite file (`keys_path`).
+    Clickhouse {
+        url: String,
+        #[serde(default = "default_ch_database")]
+        database: String,
+        #[serde(default = "default_keys_path")]
+        keys_path: PathBuf,
+    },
+}
+
+fn default_ch_database() -> String {
+    "tollgate".to_string()
+}
+
+fn default_keys_path() -> PathBuf {
+    PathBuf::from("tollgate-keys.db")
+}
+
+impl StorageConfig {
+    /// From a `--storage` value: `clickhouse://host:8123/database`, `sqlite:///path/to.db` or a
+    /// plain path (SQLite).
+    pub fn parse(s: &str) -> Result<StorageConfig, ConfigError> {
+        if let Some(rest) = s.strip_prefix("clickhouse://") {
+            let (host, database) = rest.split_once('/').unwrap_or((rest, "tollgate"));
+            if host.is_empty() {
+                return Err(err("storage", "clickhouse://host:port/database"));
+            }
+            return Ok(StorageConfig::Clickhouse {
+                url: format!("http://{host}"),
+                database: if database.is_empty() {
+                    "tollgate".into()
+                } else {
+                    database.to_string()
+                },
+                keys_path: default_keys_path(),
+            });
+        }
+        let path = s.strip_prefix("sqlite://").unwrap_or(s);
+        if path.is_empty() {
+            return Err(err(
+                "storage",
+                "a SQLite path or clickhouse://host:port/database",
+            ));
+        }
+        Ok(StorageConfig::Sqlite { path: path.into() })
+    }
 }
 
 fn default_db() -> PathBuf {
@@ -110,6 +157,7 @@ impl CollectorConfig {
                     self.http_listen = v.parse().map_err(|e| err(&k, format!("{e}")))?;
                 }
                 "DB" => self.storage = StorageConfig::Sqlite { path: v.into() },
+                "STORAGE" => self.storage = StorageConfig::parse(&v)?,
                 "INGEST_TOKENS" => {
                     self.ingest_tokens = v
                         .split(',')

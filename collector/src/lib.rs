@@ -51,14 +51,26 @@ pub async fn run(
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let (storage, keys) = match &config.storage {
-        StorageConfig::Sqlite { path } => (
-            SqliteStorage::open(path)
-                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?,
-            keys::KeyStore::open(path)?,
-        ),
-    };
-    serve(config, storage, Some(Arc::new(keys)), shutdown, ready).await
+    match config.storage.clone() {
+        StorageConfig::Sqlite { path } => {
+            let storage = SqliteStorage::open(&path)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+            let keys = keys::KeyStore::open(&path)?;
+            serve(config, storage, Some(Arc::new(keys)), shutdown, ready).await
+        }
+        StorageConfig::Clickhouse {
+            url,
+            database,
+            keys_path,
+        } => {
+            let storage = storage::clickhouse::ClickHouseStorage::connect(&url, &database)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to ClickHouse at {url}: {e}"))?;
+            tracing::info!(url = %url, database = %database, version = ?storage.features().version, "ClickHouse storage");
+            let keys = keys::KeyStore::open(&keys_path)?;
+            serve(config, storage, Some(Arc::new(keys)), shutdown, ready).await
+        }
+    }
 }
 
 /// Runs the collector over an opened storage backend.

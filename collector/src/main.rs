@@ -36,6 +36,9 @@ struct ServeArgs {
     /// SQLite database file.
     #[arg(long, global = true)]
     db: Option<std::path::PathBuf>,
+    /// Storage: `clickhouse://host:8123/database`, or a SQLite path.
+    #[arg(long, global = true)]
+    storage: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -130,6 +133,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<CollectorConfig> {
     if let Some(db) = &args.db {
         config.storage = StorageConfig::Sqlite { path: db.clone() };
     }
+    if let Some(s) = &args.storage {
+        config.storage = StorageConfig::parse(s)?;
+    }
     config.validate()?;
     Ok(config)
 }
@@ -171,7 +177,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 fn keys(args: &ServeArgs, command: KeysCommand) -> anyhow::Result<()> {
     let config = load_config(args)?;
-    let StorageConfig::Sqlite { path } = &config.storage;
+    let path = match &config.storage {
+        StorageConfig::Sqlite { path } => path,
+        StorageConfig::Clickhouse { keys_path, .. } => keys_path,
+    };
     let store = KeyStore::open(path)?;
     match command {
         KeysCommand::Create {

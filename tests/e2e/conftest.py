@@ -113,8 +113,9 @@ ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 class Collector:
     """The real collector binary on free ports, with its own database (kept across restarts)."""
 
-    def __init__(self):
+    def __init__(self, storage: str = ""):
         assert COLLECTOR_BIN.exists(), f"{COLLECTOR_BIN} is missing: cargo build -p tollgate-collector"
+        self.storage = storage
         self.dir = tempfile.TemporaryDirectory(prefix="tollgate-collector-")
         self.grpc, self.http = free_port(), free_port()
         self.db = Path(self.dir.name) / "collector.db"
@@ -131,7 +132,8 @@ class Collector:
         self.log = open(Path(self.dir.name) / "collector.log", "a")
         self.proc = subprocess.Popen(
             [str(COLLECTOR_BIN), "--grpc-listen", self.address, "--http-listen", f"127.0.0.1:{self.http}",
-             "--db", str(self.db)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+             *(["--storage", self.storage] if self.storage else ["--db", str(self.db)])],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.dir.name)
         deadline = time.time() + 30
         while time.time() < deadline:
             assert self.proc.poll() is None, self.logs()
@@ -165,6 +167,55 @@ class Collector:
             self.proc.terminate()
             self.proc.wait(timeout=15)
         self.dir.cleanup()
+
+
+class ClickHouseServer:
+    """A real clickhouse-server (Debian's package) on free loopback ports, temporary data."""
+
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="tollgate-clickhouse-")
+        root = Path(self.dir.name)
+        self.http, tcp = free_port(), free_port()
+        (root / "config.xml").write_text(f"""<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <http_port>{self.http}</http_port><tcp_port>{tcp}</tcp_port><listen_host>127.0.0.1</listen_host>
+  <path>{root}/data/</path><tmp_path>{root}/tmp/</tmp_path><user_files_path>{root}/user_files/</user_files_path>
+  <format_schema_path>{root}/format_schemas/</format_schema_path>
+  <users_config>{root}/users.xml</users_config><default_profile>default</default_profile>
+  <default_database>default</default_database><mark_cache_size>268435456</mark_cache_size>
+</yandex>""")
+        (root / "users.xml").write_text("""<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>""")
+        binary = next(b for b in ("/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server") if Path(b).exists())
+        self.proc = subprocess.Popen([binary, f"--config-file={root}/config.xml"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/ping", timeout=1) as r:
+                    if r.read().strip() == b"Ok.":
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("clickhouse-server did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+        self.dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_collector():
+    ch = ClickHouseServer()
+    c = Collector(storage=f"clickhouse://127.0.0.1:{ch.http}/tollgate_e2e")
+    yield c
+    c.stop()
+    ch.stop()
 
 
 @pytest.fixture(scope="session")
