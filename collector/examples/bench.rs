@@ -178,6 +178,15 @@ fn main() {
                 .unwrap_or(1_000_000);
             rt.block_on(query(n));
         }
+        Some("query-clickhouse") => {
+            // against a running server: bench query-clickhouse http://127.0.0.1:8123 10000000
+            let url = args.get(1).expect("URL").clone();
+            let n: u64 = args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(10_000_000);
+            rt.block_on(query_clickhouse(&url, n));
+        }
         _ => eprintln!("usage: bench ingest [SECONDS] [CLIENTS] [BATCH] | bench query [TRACES]"),
     }
 }
@@ -248,6 +257,108 @@ async fn load_ingest(grpc: std::net::SocketAddr, secs: u64, clients: usize, batc
         n as f64 / took,
         busy.load(Ordering::Relaxed)
     );
+}
+
+async fn load<S: Storage>(storage: &S, n: u64, batch: u64) -> f64 {
+    let mut rng = Rng(42);
+    let started = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let rows: Vec<TraceSummary> = (0..batch.min(n - i))
+            .map(|_| {
+                i += 1;
+                // bursts: a quarter of the traffic in 2 % of the time
+                let at = if rng.below(4) == 0 {
+                    END - (7 * 86_400 + rng.below(50_000)) as i64 * 1_000_000_000
+                } else {
+                    END - rng.below(30 * 86_400) as i64 * 1_000_000_000
+                };
+                summary(&mut rng, i, at)
+            })
+            .collect();
+        storage.insert(rows).await.unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+async fn time_api(http: std::net::SocketAddr) {
+    let from = "2026-10-23T00:00:00Z";
+    let cases = [
+        (
+            "usage by model by day, 30 days",
+            format!("/v1/usage?group_by=model&bucket=day&from={from}"),
+        ),
+        (
+            "usage by tenant, 30 days",
+            format!("/v1/usage?group_by=tenant&from={from}"),
+        ),
+        (
+            "traces, one tenant, first page of 100",
+            "/v1/traces?tenant=tenant-007&limit=100".to_string(),
+        ),
+        (
+            "traces, category pii, first page of 100",
+            "/v1/traces?category=pii&limit=100".to_string(),
+        ),
+        (
+            "traces, min latency 4000 ms, page of 100",
+            "/v1/traces?min_latency_ms=4000&limit=100".to_string(),
+        ),
+    ];
+    for (name, path) in cases {
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let p = path.clone();
+            let t = Instant::now();
+            let (status, _) = tokio::task::spawn_blocking(move || get(http, &p))
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{path}");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let p =
+            |q: f64| times[((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
+        println!(
+            "{name}: p50 {:.0} ms, p95 {:.0} ms (10 runs)",
+            p(0.5),
+            p(0.95)
+        );
+    }
+}
+
+async fn query_clickhouse(url: &str, n: u64) {
+    use tollgate_collector::storage::clickhouse::ClickHouseStorage;
+    let storage = ClickHouseStorage::connect(url, "tollgate_bench")
+        .await
+        .unwrap();
+    let existing = storage.count().await.unwrap();
+    if existing < n {
+        let took = load(&storage, n - existing, 20_000).await;
+        println!(
+            "load: {} summaries in {took:.1} s ({:.0}/s in batches of 20,000)",
+            n - existing,
+            (n - existing) as f64 / took
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        storage: StorageConfig::Clickhouse {
+            url: url.to_string(),
+            database: "tollgate_bench".into(),
+            keys_path: dir.path().join("k.db"),
+        },
+        retention_days: 0,
+        ..CollectorConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(tollgate_collector::run(config, stop.clone(), Some(tx)));
+    let bound = rx.await.unwrap();
+    time_api(bound.http).await;
+    stop.cancel();
 }
 
 async fn query(n: u64) {

@@ -88,6 +88,13 @@ async fn clickhouse_connects_migrates_inserts_idempotently_and_scopes_lookups() 
         .await
         .unwrap();
     assert_eq!(again.count().await.unwrap(), 50);
+    // a batch as large as the ingest limit allows (thousands of ids) is checked in chunks
+    let big: Vec<TraceSummary> = (0..5000)
+        .map(|i| summary(&format!("big-{i:05}"), "acme", t0 + 1_000 + i))
+        .collect();
+    assert_eq!(s.insert(big.clone()).await.unwrap(), 5000);
+    assert_eq!(s.insert(big).await.unwrap(), 5000);
+    assert_eq!(s.count().await.unwrap(), 5050);
     // names are never pasted into SQL
     assert!(
         ClickHouseStorage::connect(&server.url(), "x; DROP DATABASE default")

@@ -352,32 +352,32 @@ impl Storage for ClickHouseStorage {
         if batch.is_empty() {
             return Ok(0);
         }
-        // which of these are already there (a retried batch)? bounded by the primary key
-        let tenants: Vec<String> = {
-            let mut t: Vec<String> = batch.iter().map(|s| s.tenant.clone()).collect();
-            t.sort();
-            t.dedup();
-            t
-        };
-        let min = batch.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
-        let max = batch.iter().map(|s| s.start_unix_nanos).max().unwrap_or(0);
-        let ids: Vec<String> = batch.iter().map(|s| s.request_id.clone()).collect();
-        // `IN (?, ?, ...)`, one bound value each (18.16 has no array form of IN)
-        let sql = format!(
-            "SELECT request_id FROM traces
-             WHERE tenant IN {} AND start_ns >= ? AND start_ns <= ? AND request_id IN {}",
-            placeholders(tenants.len()),
-            placeholders(ids.len())
-        );
-        let mut q = self.client.query(&sql);
-        for t in tenants {
-            q = q.bind(t);
+        // which of these are already there (a retried batch)? asked in chunks that stay under
+        // the server's query size limit, each bounded by the sort key (tenant, start time)
+        let mut existing: Vec<String> = Vec::new();
+        for chunk in batch.chunks(EXISTS_CHUNK) {
+            let mut tenants: Vec<&str> = chunk.iter().map(|s| s.tenant.as_str()).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            let min = chunk.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
+            let max = chunk.iter().map(|s| s.start_unix_nanos).max().unwrap_or(0);
+            // `IN (?, ?, ...)`, one bound value each (18.16 has no array form of IN)
+            let sql = format!(
+                "SELECT request_id FROM traces
+                 WHERE tenant IN {} AND start_ns >= ? AND start_ns <= ? AND request_id IN {}",
+                placeholders(tenants.len()),
+                placeholders(chunk.len())
+            );
+            let mut q = self.client.query(&sql);
+            for t in tenants {
+                q = q.bind(t);
+            }
+            q = q.bind(min).bind(max);
+            for s in chunk {
+                q = q.bind(s.request_id.as_str());
+            }
+            existing.extend(q.fetch_all::<String>().await?);
         }
-        q = q.bind(min).bind(max);
-        for id in ids {
-            q = q.bind(id);
-        }
-        let existing: Vec<String> = q.fetch_all().await?;
         let existing: std::collections::HashSet<String> = existing.into_iter().collect();
         let n = batch.len();
         let mut insert = self.client.insert::<TraceRow>("traces").await?;
@@ -664,6 +664,9 @@ impl Storage for ClickHouseStorage {
         Ok(n)
     }
 }
+
+/// Request ids looked up per query before an insert (well under the 256 KiB query limit).
+const EXISTS_CHUNK: usize = 1000;
 
 /// `(?, ?, ...)` with `n` placeholders (never empty: `(NULL)` matches nothing).
 fn placeholders(n: usize) -> String {
