@@ -366,25 +366,7 @@ async fn query(n: u64) {
     let db = dir.path().join("bench.db");
     {
         let storage = SqliteStorage::open(&db).unwrap();
-        let mut rng = Rng(42);
-        let started = Instant::now();
-        let mut i = 0;
-        while i < n {
-            let batch: Vec<TraceSummary> = (0..10_000.min(n - i))
-                .map(|_| {
-                    i += 1;
-                    // bursts: a quarter of the traffic in 2 % of the time
-                    let at = if rng.below(4) == 0 {
-                        END - (7 * 86_400 + rng.below(50_000)) as i64 * 1_000_000_000
-                    } else {
-                        END - rng.below(30 * 86_400) as i64 * 1_000_000_000
-                    };
-                    summary(&mut rng, i, at)
-                })
-                .collect();
-            storage.insert(batch).await.unwrap();
-        }
-        let took = started.elapsed().as_secs_f64();
+        let took = load(&storage, n, 10_000).await;
         let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
         println!(
             "load: {n} summaries in {took:.1} s ({:.0}/s in batches of 10,000), database {:.0} MiB",
@@ -393,49 +375,6 @@ async fn query(n: u64) {
         );
     }
     let (bound, stop) = start(db).await;
-    let from = "2026-10-23T00:00:00Z";
-    let cases = [
-        (
-            "usage by model by day, 30 days",
-            format!("/v1/usage?group_by=model&bucket=day&from={from}"),
-        ),
-        (
-            "usage by tenant, 30 days",
-            format!("/v1/usage?group_by=tenant&from={from}"),
-        ),
-        (
-            "traces, one tenant, first page of 100",
-            "/v1/traces?tenant=tenant-007&limit=100".to_string(),
-        ),
-        (
-            "traces, category pii, first page of 100",
-            "/v1/traces?category=pii&limit=100".to_string(),
-        ),
-        (
-            "traces, min latency 4000 ms, page of 100",
-            "/v1/traces?min_latency_ms=4000&limit=100".to_string(),
-        ),
-    ];
-    for (name, path) in cases {
-        let mut times = Vec::new();
-        for _ in 0..10 {
-            let addr = bound.http;
-            let p = path.clone();
-            let t = Instant::now();
-            let (status, _) = tokio::task::spawn_blocking(move || get(addr, &p))
-                .await
-                .unwrap();
-            assert_eq!(status, 200, "{path}");
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        times.sort_by(f64::total_cmp);
-        let p =
-            |q: f64| times[((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
-        println!(
-            "{name}: p50 {:.0} ms, p95 {:.0} ms (10 runs)",
-            p(0.5),
-            p(0.95)
-        );
-    }
+    time_api(bound.http).await;
     stop.cancel();
 }

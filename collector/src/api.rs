@@ -311,6 +311,15 @@ impl Params {
             .transpose()
     }
 
+    fn bucket(&self) -> Result<Option<Bucket>, Problem> {
+        self.text("bucket")
+            .map(|b| {
+                Bucket::parse(&b)
+                    .ok_or_else(|| Problem::bad_param("bucket", "minute, hour, day, week or month"))
+            })
+            .transpose()
+    }
+
     fn bool(&self, name: &str) -> Result<Option<bool>, Problem> {
         self.0
             .get(name)
@@ -435,13 +444,7 @@ async fn usage<S: Storage + Clone>(
             group_by.push(dim);
         }
     }
-    let bucket = p
-        .text("bucket")
-        .map(|b| {
-            Bucket::parse(&b)
-                .ok_or_else(|| Problem::bad_param("bucket", "minute, hour, day, week or month"))
-        })
-        .transpose()?;
+    let bucket = p.bucket()?;
     let q = UsageQuery {
         scope: caller.scope.clone(),
         group_by,
@@ -478,13 +481,7 @@ async fn findings<S: Storage + Clone>(
             format!("`{bad}`: category, rule or tenant"),
         ));
     }
-    let bucket = p
-        .text("bucket")
-        .map(|b| {
-            Bucket::parse(&b)
-                .ok_or_else(|| Problem::bad_param("bucket", "minute, hour, day, week or month"))
-        })
-        .transpose()?;
+    let bucket = p.bucket()?;
     let q = FindingsQuery {
         scope: caller.scope.clone(),
         tenant: p.text("tenant"),

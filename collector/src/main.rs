@@ -302,70 +302,62 @@ fn query(q: &QueryArgs) -> anyhow::Result<()> {
                         text(&t["usage"]["input_tokens"]),
                         text(&t["usage"]["output_tokens"]),
                         usd(&t["cost_micro_usd"]),
-                        t["latency_ms"]
-                            .as_f64()
-                            .map_or("-".into(), |m| format!("{m:.0}")),
+                        ms(&t["latency_ms"]),
                         text(&t["request_id"]),
                     ]
                 }),
         ),
-        "usage" => {
-            let dims = group_names(&v["rows"]);
-            let mut header = vec!["bucket"];
-            header.extend(dims.iter().map(String::as_str));
-            header.extend([
-                "requests", "in", "out", "cost $", "errors", "blocked", "p50 ms", "p95 ms",
-            ]);
-            print_table(
-                &header,
-                v["rows"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|r| {
-                        let mut row = vec![r["bucket"].as_str().unwrap_or("*").to_string()];
-                        row.extend(dims.iter().map(|d| text(&r["group"][d])));
-                        row.extend([
-                            text(&r["requests"]),
-                            text(&r["input_tokens"]),
-                            text(&r["output_tokens"]),
-                            usd(&r["cost_micro_usd"]),
-                            text(&r["errors"]),
-                            text(&r["blocked"]),
-                            r["latency_ms"]["p50"]
-                                .as_f64()
-                                .map_or("-".into(), |m| format!("{m:.0}")),
-                            r["latency_ms"]["p95"]
-                                .as_f64()
-                                .map_or("-".into(), |m| format!("{m:.0}")),
-                        ]);
-                        row
-                    }),
-            );
-        }
-        _ => {
-            let dims = group_names(&v["rows"]);
-            let mut header = vec!["bucket"];
-            header.extend(dims.iter().map(String::as_str));
-            header.extend(["findings", "traces"]);
-            print_table(
-                &header,
-                v["rows"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|r| {
-                        let mut row = vec![r["bucket"].as_str().unwrap_or("*").to_string()];
-                        row.extend(dims.iter().map(|d| text(&r["group"][d])));
-                        row.extend([text(&r["findings"]), text(&r["traces"])]);
-                        row
-                    }),
-            );
-        }
+        "usage" => print_grouped(
+            &v["rows"],
+            &[
+                ("requests", &|r| text(&r["requests"])),
+                ("in", &|r| text(&r["input_tokens"])),
+                ("out", &|r| text(&r["output_tokens"])),
+                ("cost $", &|r| usd(&r["cost_micro_usd"])),
+                ("errors", &|r| text(&r["errors"])),
+                ("blocked", &|r| text(&r["blocked"])),
+                ("p50 ms", &|r| ms(&r["latency_ms"]["p50"])),
+                ("p95 ms", &|r| ms(&r["latency_ms"]["p95"])),
+            ],
+        ),
+        _ => print_grouped(
+            &v["rows"],
+            &[
+                ("findings", &|r| text(&r["findings"])),
+                ("traces", &|r| text(&r["traces"])),
+            ],
+        ),
     }
     Ok(())
+}
+
+/// A named table column and how to render a row's cell.
+type Column<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
+
+/// Grouped rows (usage, findings): the bucket, the group's values, then `columns`.
+fn print_grouped(rows: &Value, columns: &[Column<'_>]) {
+    let dims = group_names(rows);
+    let mut header = vec!["bucket"];
+    header.extend(dims.iter().map(String::as_str));
+    header.extend(columns.iter().map(|(name, _)| *name));
+    print_table(
+        &header,
+        rows.as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let mut row = vec![r["bucket"].as_str().unwrap_or("*").to_string()];
+                row.extend(dims.iter().map(|d| text(&r["group"][d])));
+                row.extend(columns.iter().map(|(_, cell)| cell(r)));
+                row
+            }),
+    );
+}
+
+/// Milliseconds, whole.
+fn ms(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |m| format!("{m:.0}"))
 }
 
 fn group_names(rows: &Value) -> Vec<String> {

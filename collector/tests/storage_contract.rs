@@ -610,38 +610,8 @@ async fn sqlite_and_clickhouse_answer_alike() {
         },
     ];
     for q in queries {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        // page through each backend
-        let mut cursor = None;
-        loop {
-            let p = sq
-                .traces(TraceQuery {
-                    cursor,
-                    ..q.clone()
-                })
-                .await
-                .unwrap();
-            a.extend(p.traces.into_iter().map(|t| t.request_id));
-            cursor = p.next_cursor;
-            if cursor.is_none() {
-                break;
-            }
-        }
-        let mut cursor = None;
-        loop {
-            let p = ch
-                .traces(TraceQuery {
-                    cursor,
-                    ..q.clone()
-                })
-                .await
-                .unwrap();
-            b.extend(p.traces.into_iter().map(|t| t.request_id));
-            cursor = p.next_cursor;
-            if cursor.is_none() {
-                break;
-            }
-        }
+        let a = every_page(&sq, &q).await;
+        let b = every_page(&ch, &q).await;
         assert_eq!(a, b, "{q:?}");
     }
     // usage: every grouping and bucket
@@ -718,5 +688,25 @@ async fn sqlite_and_clickhouse_answer_alike() {
             sq.get(id.into(), TenantScope::All).await.unwrap(),
             ch.get(id.into(), TenantScope::All).await.unwrap()
         );
+    }
+}
+
+/// Request ids of every page of `q`, following the cursors.
+async fn every_page(store: &impl Storage, q: &TraceQuery) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = store
+            .traces(TraceQuery {
+                cursor,
+                ..q.clone()
+            })
+            .await
+            .unwrap();
+        ids.extend(p.traces.into_iter().map(|t| t.request_id));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            return ids;
+        }
     }
 }

@@ -71,9 +71,11 @@ def make_handler(recorder: Recorder):
             n = int(self.headers.get("content-length") or 0)
             return self.rfile.read(n) if n else b""
 
-        def _send(self, status: int, body: bytes, ctype: str = "application/json"):
+        def _send(self, status: int, body: bytes, ctype: str = "application/json", encoding: str = ""):
             self.send_response(status)
             self.send_header("content-type", ctype)
+            if encoding:
+                self.send_header("content-encoding", encoding)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -138,23 +140,16 @@ def make_handler(recorder: Recorder):
             usage = {"prompt_tokens": 21, "completion_tokens": 17, "total_tokens": 38,
                      "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
             if "say gzip" in text_in:  # compressed whatever the request asked for
-                import gzip
-                data = gzip.compress(json.dumps({
-                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "zipped 4111 1111 1111 1111"}, "finish_reason": "stop"}],
-                    "usage": usage}).encode())
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-encoding", "gzip")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
+                pieces = ["zipped 4111 1111 1111 1111"]
             if not body.get("stream"):
-                return self._send(200, json.dumps({
+                reply = json.dumps({
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)}, "finish_reason": "stop"}],
-                    "usage": usage}).encode())
+                    "usage": usage}).encode()
+                if "say gzip" in text_in:
+                    import gzip
+                    return self._send(200, gzip.compress(reply), encoding="gzip")
+                return self._send(200, reply)
             def chunk(delta, finish=None):
                 return {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model,
                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}

@@ -452,6 +452,29 @@ impl Exchange {
         Action::Continue
     }
 
+    /// Lets a response too large to analyse through, keeping its last bytes (where providers
+    /// put the usage object) until it ends.
+    fn follow_tail(
+        &mut self,
+        mut tail: Vec<u8>,
+        total: u64,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let start = body_size.saturating_sub(TAIL_BYTES);
+        let chunk = self
+            .get_http_response_body(start, body_size - start)
+            .unwrap_or_default();
+        keep_tail(&mut tail, &chunk);
+        let total = total.saturating_add(body_size as u64);
+        if end_of_stream {
+            self.tail_done(&tail, total);
+        } else {
+            self.response = ResponseMode::Tail { tail, total };
+        }
+        Action::Continue
+    }
+
     /// Takes in the end of a response too large to analyse.
     fn tail_done(&mut self, tail: &[u8], total: u64) {
         let Some(analysis) = &self.analysis else {
@@ -649,36 +672,13 @@ impl HttpContext for Exchange {
                 }
                 Action::Continue
             }
-            ResponseMode::Tail { mut tail, total } => {
-                let start = body_size.saturating_sub(TAIL_BYTES);
-                let chunk = self
-                    .get_http_response_body(start, body_size - start)
-                    .unwrap_or_default();
-                keep_tail(&mut tail, &chunk);
-                let total = total.saturating_add(body_size as u64);
-                if end_of_stream {
-                    self.tail_done(&tail, total);
-                } else {
-                    self.response = ResponseMode::Tail { tail, total };
-                }
-                Action::Continue
+            ResponseMode::Tail { tail, total } => {
+                self.follow_tail(tail, total, body_size, end_of_stream)
             }
             ResponseMode::Buffered => {
                 if body_size > self.engine.limits().max_response_body_bytes {
-                    // too large to hold: let it go, keep its end for the usage
-                    let start = body_size.saturating_sub(TAIL_BYTES);
-                    let tail = self
-                        .get_http_response_body(start, body_size - start)
-                        .unwrap_or_default();
-                    if end_of_stream {
-                        self.tail_done(&tail, body_size as u64);
-                    } else {
-                        self.response = ResponseMode::Tail {
-                            tail,
-                            total: body_size as u64,
-                        };
-                    }
-                    return Action::Continue;
+                    // too large to hold: let it go (what was held too), keep its end for usage
+                    return self.follow_tail(Vec::new(), 0, body_size, end_of_stream);
                 }
                 if !end_of_stream {
                     self.response = ResponseMode::Buffered;
