@@ -5,6 +5,8 @@
 # :10000 (admin :9901), forwarding trace summaries to the collector.
 #   make run                                   # against the mock provider
 #   UPSTREAM=https://api.openai.com make run   # against a real provider
+#   COLLECTOR_STORAGE=clickhouse://127.0.0.1:8123/tollgate make run
+#                                              # traces in a running ClickHouse server
 #   TOLLGATE_CONFIG=my-config.json make run    # with a filter configuration (default:
 #                                              # envoy/dev-config.json: tenants from x-tenant-id
 #                                              # or the API key's hash, exact stream usage)
@@ -38,8 +40,10 @@ fi
 
 # the collector on loopback, embedded store; open ingest and API (local use only: see
 # docs/collector.md for tokens and keys)
+store=(--db "$COLLECTOR_DB")
+if [ -n "${COLLECTOR_STORAGE:-}" ]; then store=(--storage "$COLLECTOR_STORAGE"); fi
 target/debug/tollgate-collector --grpc-listen "127.0.0.1:$COLLECTOR_GRPC" --http-listen "127.0.0.1:$COLLECTOR_HTTP" \
-  --db "$COLLECTOR_DB" &
+  "${store[@]}" &
 pids+=($!)
 
 config=$(mktemp --suffix=.yaml)

@@ -224,7 +224,7 @@ async fn load_ingest(grpc: std::net::SocketAddr, secs: u64, clients: usize, batc
                 .await
                 .unwrap();
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
-            let mut i = c as u64 * 1_000_000_000;
+            let mut i = (c as u64 + 1) * 1_000_000_000;
             while Instant::now() < deadline {
                 let summaries: Vec<TraceSummary> = (0..batch)
                     .map(|_| {
@@ -281,6 +281,57 @@ async fn load<S: Storage>(storage: &S, n: u64, batch: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// Start time of the `i`th of `n` summaries arriving in time order over 30 days, with a burst
+/// (a quarter of the traffic in 50,000 s, 2 % of the time) seven days before the end.
+fn arrival(i: u64, n: u64) -> i64 {
+    const DAY: f64 = 86_400e9;
+    let start = END as f64 - 30.0 * DAY;
+    let (burst_at, burst_len) = (23.0 * DAY, 50_000e9);
+    let f = i as f64 / n.max(1) as f64;
+    let before = 0.75 * burst_at / (30.0 * DAY - burst_len);
+    let t = if f < before {
+        f / before * burst_at
+    } else if f < before + 0.25 {
+        burst_at + (f - before) / 0.25 * burst_len
+    } else {
+        burst_at + burst_len + (f - before - 0.25) / (0.75 - before) * (7.0 * DAY - burst_len)
+    };
+    (start + t) as i64
+}
+
+/// Loads `n` summaries in time order (as a live stream would arrive) from `loaders`
+/// concurrent tasks, each inserting batches of `batch`; returns the seconds taken.
+async fn load_stream<S: Storage + Clone + 'static>(
+    storage: &S,
+    n: u64,
+    batch: u64,
+    loaders: usize,
+) -> f64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..loaders {
+        let (next, storage) = (next.clone(), storage.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                if first >= n {
+                    break;
+                }
+                let mut rng = Rng(first.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+                let rows: Vec<TraceSummary> = (first..(first + batch).min(n))
+                    .map(|i| summary(&mut rng, i + 1, arrival(i, n)))
+                    .collect();
+                storage.insert(rows).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
 async fn time_api(http: std::net::SocketAddr) {
     let from = "2026-10-23T00:00:00Z";
     let cases = [
@@ -328,29 +379,49 @@ async fn time_api(http: std::net::SocketAddr) {
 }
 
 async fn query_clickhouse(url: &str, n: u64) {
-    use tollgate_collector::storage::clickhouse::ClickHouseStorage;
-    let storage = ClickHouseStorage::connect(url, "tollgate_bench")
+    use tollgate_collector::storage::clickhouse::{ClickHouseStorage, WriterOptions};
+    // the writer's batch_rows, and how many loaders offer batches at once (BATCH_ROWS, LOADERS)
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rows, loaders) = (env("BATCH_ROWS", 100_000), env("LOADERS", 16));
+    let options = WriterOptions {
+        batch_rows: rows,
+        queue_rows: rows * 5,
+        ..WriterOptions::default()
+    };
+    let storage = ClickHouseStorage::connect_with(url, "tollgate_bench", options)
         .await
         .unwrap();
     let existing = storage.count().await.unwrap();
-    if existing < n {
-        let took = load(&storage, n - existing, 20_000).await;
+    if existing == 0 {
+        let took = load_stream(&storage, n, 10_000, loaders).await;
         println!(
-            "load: {} summaries in {took:.1} s ({:.0}/s in batches of 20,000)",
-            n - existing,
-            (n - existing) as f64 / took
+            "load: {n} summaries in {took:.1} s = {:.0} summaries/s ({loaders} loaders sending batches of 10,000; writer batch_rows {rows})",
+            n as f64 / took
         );
+    } else {
+        println!("load: skipped, {existing} summaries already stored");
     }
+    drop(storage);
     let dir = tempfile::tempdir().unwrap();
+    let mut storage = StorageConfig::parse(&format!(
+        "clickhouse://{}/tollgate_bench",
+        url.trim_start_matches("http://")
+    ))
+    .unwrap();
+    if let StorageConfig::Clickhouse { keys_path, .. } = &mut storage {
+        *keys_path = dir.path().join("k.db");
+    }
     let config = CollectorConfig {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
-        storage: StorageConfig::Clickhouse {
-            url: url.to_string(),
-            database: "tollgate_bench".into(),
-            keys_path: dir.path().join("k.db"),
-        },
+        storage,
         retention_days: 0,
+        max_concurrent_batches: 1024,
         ..CollectorConfig::default()
     };
     let stop = CancellationToken::new();
@@ -358,7 +429,41 @@ async fn query_clickhouse(url: &str, n: u64) {
     tokio::spawn(tollgate_collector::run(config, stop.clone(), Some(tx)));
     let bound = rx.await.unwrap();
     time_api(bound.http).await;
+    // the same usage questions off day boundaries: answered from the raw rows
+    time_usage_raw(bound.http).await;
+    // end to end: gRPC ingest into ClickHouse (new request ids, today's times)
+    load_ingest(bound.grpc, 10, 16, 1000).await;
     stop.cancel();
+}
+
+async fn time_usage_raw(http: std::net::SocketAddr) {
+    let from = "2026-10-23T00:00:01Z";
+    for (name, path) in [
+        (
+            "usage by model by day, 30 days, raw rows",
+            format!("/v1/usage?group_by=model&bucket=day&from={from}"),
+        ),
+        (
+            "usage by tenant, 30 days, raw rows",
+            format!("/v1/usage?group_by=tenant&from={from}"),
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let p = path.clone();
+            let t = Instant::now();
+            let (status, _) = tokio::task::spawn_blocking(move || get(http, &p))
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{path}");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{name}: p50 {:.0} ms, max {:.0} ms (5 runs)",
+            times[2], times[4]
+        );
+    }
 }
 
 async fn query(n: u64) {

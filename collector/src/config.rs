@@ -48,7 +48,28 @@ pub enum StorageConfig {
         database: String,
         #[serde(default = "default_keys_path")]
         keys_path: PathBuf,
+        /// Most rows in one INSERT.
+        #[serde(default = "default_batch_rows")]
+        batch_rows: usize,
+        /// How long the writer gathers ingested batches into one INSERT (ms).
+        #[serde(default = "default_flush_interval_ms")]
+        flush_interval_ms: u64,
+        /// Most rows waiting for the writer; ingest beyond that gets `UNAVAILABLE`.
+        #[serde(default = "default_queue_rows")]
+        queue_rows: usize,
     },
+}
+
+fn default_batch_rows() -> usize {
+    100_000
+}
+
+fn default_flush_interval_ms() -> u64 {
+    200
+}
+
+fn default_queue_rows() -> usize {
+    500_000
 }
 
 fn default_ch_database() -> String {
@@ -76,6 +97,9 @@ impl StorageConfig {
                     database.to_string()
                 },
                 keys_path: default_keys_path(),
+                batch_rows: default_batch_rows(),
+                flush_interval_ms: default_flush_interval_ms(),
+                queue_rows: default_queue_rows(),
             });
         }
         let path = s.strip_prefix("sqlite://").unwrap_or(s);
@@ -109,7 +133,7 @@ impl Default for CollectorConfig {
             admin_key: None,
             retention_days: 30,
             max_message_bytes: 4 << 20,
-            max_concurrent_batches: 8,
+            max_concurrent_batches: 64,
             shutdown_timeout_ms: 10_000,
         }
     }
@@ -187,8 +211,28 @@ impl CollectorConfig {
                 "must be between 1 KiB and 256 MiB",
             ));
         }
-        if !(1..=256).contains(&self.max_concurrent_batches) {
-            return Err(err("max_concurrent_batches", "must be between 1 and 256"));
+        if !(1..=4096).contains(&self.max_concurrent_batches) {
+            return Err(err("max_concurrent_batches", "must be between 1 and 4096"));
+        }
+        if let StorageConfig::Clickhouse {
+            batch_rows,
+            flush_interval_ms,
+            queue_rows,
+            ..
+        } = &self.storage
+        {
+            if !(1..=1_000_000).contains(batch_rows) {
+                return Err(err("storage.batch_rows", "must be between 1 and 1000000"));
+            }
+            if *flush_interval_ms > 60_000 {
+                return Err(err("storage.flush_interval_ms", "must be at most 60000"));
+            }
+            if queue_rows < batch_rows || *queue_rows > 100_000_000 {
+                return Err(err(
+                    "storage.queue_rows",
+                    "must be at least batch_rows and at most 100000000",
+                ));
+            }
         }
         if self.ingest_tokens.iter().any(|t| t.len() < 16) {
             return Err(err(
@@ -257,5 +301,51 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("ingest_tokens"));
+    }
+
+    #[test]
+    fn clickhouse_writer_settings_parse_and_are_checked() {
+        let c = CollectorConfig::from_yaml(
+            "storage: {backend: clickhouse, url: 'http://ch:8123', batch_rows: 5000, flush_interval_ms: 50, queue_rows: 20000}\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        let StorageConfig::Clickhouse {
+            batch_rows,
+            flush_interval_ms,
+            queue_rows,
+            database,
+            ..
+        } = &c.storage
+        else {
+            panic!("{:?}", c.storage);
+        };
+        assert_eq!(
+            (
+                *batch_rows,
+                *flush_interval_ms,
+                *queue_rows,
+                database.as_str()
+            ),
+            (5000, 50, 20000, "tollgate")
+        );
+        for (yaml, field) in [
+            ("batch_rows: 0", "storage.batch_rows"),
+            ("batch_rows: 1000, queue_rows: 10", "storage.queue_rows"),
+            ("flush_interval_ms: 600000", "storage.flush_interval_ms"),
+        ] {
+            let c = CollectorConfig::from_yaml(&format!(
+                "storage: {{backend: clickhouse, url: 'http://ch:8123', {yaml}}}\n"
+            ))
+            .unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
+        let e = CollectorConfig::from_yaml(
+            "storage: {backend: clickhouse, url: 'http://ch:8123', batch_rowz: 1}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("batch_rowz"), "{e}");
     }
 }

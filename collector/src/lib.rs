@@ -1,5 +1,6 @@
 //! Tollgate's collector: receives trace summaries from the gateway filter over gRPC, stores them
-//! (embedded SQLite by default), and serves them through a versioned query API.
+//! (embedded SQLite by default, ClickHouse at scale), and serves them through a versioned query
+//! API.
 //!
 //! Lifecycle: [`run`] starts the gRPC ingest server, the HTTP API and the retention task under one
 //! `CancellationToken` and `TaskTracker`; cancelling the token stops accepting work, lets
@@ -8,7 +9,7 @@
 //!
 //! # Layout
 //! - [`config`]: file, environment and flags, validated.
-//! - [`storage`]: the `Storage` trait and the SQLite backend.
+//! - [`storage`]: the `Storage` trait, the SQLite and ClickHouse backends, daily rollups.
 //! - [`ingest`]: the `tollgate.v1.Collector` gRPC service.
 //! - [`api`]: the `/v1` query API (axum) and its OpenAPI document.
 //! - [`keys`]: API keys with roles and tenant scopes.
@@ -62,11 +63,24 @@ pub async fn run(
             url,
             database,
             keys_path,
+            batch_rows,
+            flush_interval_ms,
+            queue_rows,
         } => {
-            let storage = storage::clickhouse::ClickHouseStorage::connect(&url, &database)
+            let options = storage::clickhouse::WriterOptions {
+                batch_rows,
+                flush_interval: Duration::from_millis(flush_interval_ms),
+                queue_rows,
+            };
+            let storage =
+                storage::clickhouse::ClickHouseStorage::connect_with(&url, &database, options)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("connecting to ClickHouse at {url}: {e}"))?;
+            let ttl = storage
+                .set_ttl(config.retention_days)
                 .await
-                .map_err(|e| anyhow::anyhow!("connecting to ClickHouse at {url}: {e}"))?;
-            tracing::info!(url = %url, database = %database, version = ?storage.features().version, "ClickHouse storage");
+                .map_err(|e| anyhow::anyhow!("setting the retention TTL: {e}"))?;
+            tracing::info!(url = %url, database = %database, version = ?storage.features().version, retention_ttl = ttl, "ClickHouse storage");
             let keys = keys::KeyStore::open(&keys_path)?;
             serve(config, storage, Some(Arc::new(keys)), shutdown, ready).await
         }
@@ -152,10 +166,12 @@ pub async fn serve<S: Storage + Clone>(
         let keep = Duration::from_secs(u64::from(config.retention_days) * 86_400);
         tracker.spawn(async move {
             loop {
+                // whole UTC days: a trace goes once its day is older than the retention
                 let cutoff = std::time::SystemTime::now()
                     .checked_sub(keep)
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                let cutoff = cutoff - cutoff.rem_euclid(storage::rollup::DAY_NS);
                 match storage.delete_before(cutoff).await {
                     Ok(n) if n > 0 => tracing::info!(deleted = n, "retention"),
                     Ok(_) => {}

@@ -1,11 +1,19 @@
-//! ClickHouse storage (issue 5, in progress): connection and server-version detection, versioned
-//! schema migrations, idempotent batch inserts, and lookups. The backend talks HTTP with the
-//! official `clickhouse` crate (RowBinary). It is written for current ClickHouse releases and
-//! kept working on Debian's 18.16: features newer servers have (LowCardinality without a
-//! setting, TTL, column codecs) are used only when `version()` says the server has them. Every
-//! value goes through the crate's `?` binding (escaped client-side); identifiers are fixed in
-//! this file. The query side of the `Storage` trait follows (see ADR 0010).
+//! ClickHouse storage: connection and server-version detection, versioned schema migrations,
+//! a batching writer, daily usage rollups, retention, and the query side of the `Storage` trait.
+//! The backend talks HTTP with the official `clickhouse` crate (RowBinary). It is written for
+//! current ClickHouse releases and kept working on Debian's 18.16: features newer servers have
+//! (LowCardinality without a setting, TTL) are used only when `version()` says the server has
+//! them. Every value goes through the crate's `?` binding (escaped client-side); identifiers
+//! are fixed in this file. See ADR 0010.
+//!
+//! Writes go through one writer task per storage: `insert` queues its batch (bounded by
+//! `queue_rows`; beyond that it answers `Unavailable` at once) and waits; the writer gathers
+//! queued batches for up to `flush_interval` or `batch_rows` rows, skips request ids already
+//! stored (one query per insert), writes one INSERT, and answers every batch only once
+//! ClickHouse has acknowledged it. Transient failures are retried a few times, then answered
+//! `Unavailable`; a batch the server refuses is retried alone so it cannot fail its neighbours.
 
+use super::rollup::{self, DayKey, DayTotals, Histogram, DAY_NS};
 use super::{
     model_of, outcome_name, Bucket, Dimension, FindingsQuery, FindingsRow, Percentiles, Storage,
     StorageError, TenantScope, TracePage, TraceQuery, UsageQuery, UsageRow,
@@ -13,9 +21,12 @@ use super::{
 use clickhouse::{Client, Row};
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tollgate_proto::v1::TraceSummary;
 
 impl From<clickhouse::error::Error> for StorageError {
@@ -58,20 +69,23 @@ impl Features {
     }
 }
 
-/// One stored trace, as a ClickHouse row.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
-struct TraceRow {
-    request_id: String,
-    tenant: String,
-    provider: String,
-    model: String,
-    route: String,
-    outcome: String,
+/// One stored trace, as a ClickHouse row (borrowing from the summary it is written from).
+#[derive(Debug, Clone, Row, Serialize)]
+struct TraceRow<'a> {
+    request_id: &'a str,
+    tenant: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    route: &'a str,
+    outcome: &'a str,
     start_day: u16,
     start_ns: i64,
     ingested_ns: i64,
     latency_ms: f64,
     ttft_ms: f64,
+    /// Rollup histogram buckets of the two ([`Histogram::bucket`]); 255: no value.
+    latency_bucket: u8,
+    ttft_bucket: u8,
     status_code: u16,
     input_tokens: u64,
     cached_input_tokens: u64,
@@ -81,10 +95,10 @@ struct TraceRow {
     cost_micro_usd: i64,
     cost_known: u8,
     findings_total: u32,
-    finding_rules: Vec<String>,
-    finding_categories: Vec<String>,
+    finding_rules: Vec<&'a str>,
+    finding_categories: Vec<&'a str>,
     #[serde(with = "serde_bytes")]
-    summary: Vec<u8>,
+    summary: &'a [u8],
 }
 
 /// The stored protobuf of a trace.
@@ -94,15 +108,52 @@ struct SummaryBlob {
     summary: Vec<u8>,
 }
 
-/// The ClickHouse backend.
+/// How the writer batches inserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Most rows in one INSERT.
+    pub batch_rows: usize,
+    /// How long the writer gathers batches before an INSERT (ClickHouse prefers a few large
+    /// inserts a second to many small ones).
+    pub flush_interval: Duration,
+    /// Most rows queued for the writer; an `insert` beyond that is answered `Unavailable`.
+    pub queue_rows: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            batch_rows: 100_000,
+            flush_interval: Duration::from_millis(200),
+            queue_rows: 500_000,
+        }
+    }
+}
+
+/// The ClickHouse backend (cheap to clone: clones share the connection and the writer).
 #[derive(Clone)]
 pub struct ClickHouseStorage {
+    core: Arc<Core>,
+    jobs: mpsc::UnboundedSender<Job>,
+    queued: Arc<Semaphore>,
+    queue_rows: usize,
+}
+
+/// What the writer and the queries share.
+struct Core {
     client: Client,
     database: String,
     features: Features,
     /// Last ingest position handed out: unique and increasing within this collector, so pages
     /// stay stable while rows arrive.
-    last_ingested: Arc<AtomicI64>,
+    last_ingested: AtomicI64,
+}
+
+/// A batch waiting for the writer, with the queue room it holds.
+struct Job {
+    rows: Vec<TraceSummary>,
+    done: oneshot::Sender<Result<usize, StorageError>>,
+    _room: OwnedSemaphorePermit,
 }
 
 /// A bound query value.
@@ -225,6 +276,29 @@ struct UsageOut {
 }
 
 #[derive(Debug, Row, Deserialize)]
+struct RollupOut {
+    day_number: i64,
+    k_tenant: String,
+    k_model: String,
+    k_provider: String,
+    k_route: String,
+    requests: u64,
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    output_tokens: u64,
+    reasoning_tokens: u64,
+    estimated_requests: u64,
+    cost_micro_usd: i64,
+    unpriced_requests: u64,
+    errors: u64,
+    blocked: u64,
+    latency_buckets: Vec<u8>,
+    latency_counts: Vec<u64>,
+    ttft_buckets: Vec<u8>,
+    ttft_counts: Vec<u64>,
+}
+
+#[derive(Debug, Row, Deserialize)]
 struct FindingsOut {
     keys: Vec<String>,
     bucket: String,
@@ -240,8 +314,18 @@ fn valid_identifier(name: &str) -> bool {
 }
 
 impl ClickHouseStorage {
-    /// Connects to `url` (`http://host:8123`), creates `database` if needed and migrates it.
+    /// Connects to `url` (`http://host:8123`), creates `database` if needed, migrates it and
+    /// starts the writer with default options.
     pub async fn connect(url: &str, database: &str) -> Result<Self, StorageError> {
+        Self::connect_with(url, database, WriterOptions::default()).await
+    }
+
+    /// [`ClickHouseStorage::connect`] with writer options.
+    pub async fn connect_with(
+        url: &str,
+        database: &str,
+        options: WriterOptions,
+    ) -> Result<Self, StorageError> {
         if !valid_identifier(database) {
             return Err(StorageError::Invalid(format!(
                 "database name `{database}`: letters, digits and `_`"
@@ -254,27 +338,55 @@ impl ClickHouseStorage {
         base.query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
             .execute()
             .await?;
-        let client = base.with_database(database);
-        let storage = ClickHouseStorage {
-            client,
+        let core = Arc::new(Core {
+            client: base.with_database(database),
             database: database.to_string(),
             features,
-            last_ingested: Arc::new(AtomicI64::new(0)),
-        };
-        storage.migrate().await?;
-        Ok(storage)
+            last_ingested: AtomicI64::new(0),
+        });
+        core.migrate().await?;
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(core.clone(), rx, options));
+        let queue_rows = options.queue_rows.clamp(1, Semaphore::MAX_PERMITS);
+        Ok(ClickHouseStorage {
+            core,
+            jobs,
+            queued: Arc::new(Semaphore::new(queue_rows)),
+            queue_rows,
+        })
     }
 
     /// What the server supports.
     pub fn features(&self) -> Features {
-        self.features
+        self.core.features
     }
 
     /// The database used.
     pub fn database(&self) -> &str {
-        &self.database
+        &self.core.database
     }
 
+    /// Sets a table TTL of `days` on traces and rollups where the server has TTL (19.6+), so
+    /// ClickHouse drops old rows in its merges even when no collector runs retention. Returns
+    /// whether it was set; older servers rely on [`Storage::delete_before`] alone.
+    pub async fn set_ttl(&self, days: u32) -> Result<bool, StorageError> {
+        if !self.core.features.ttl || days == 0 {
+            return Ok(false);
+        }
+        for (table, column) in [("traces", "start_day"), ("usage_day", "day")] {
+            self.core
+                .client
+                .query(&format!(
+                    "ALTER TABLE {table} MODIFY TTL {column} + toIntervalDay({days})"
+                ))
+                .execute()
+                .await?;
+        }
+        Ok(true)
+    }
+}
+
+impl Core {
     fn string_type(&self) -> &'static str {
         if self.features.low_cardinality {
             "LowCardinality(String)"
@@ -297,10 +409,31 @@ impl ClickHouseStorage {
             .fetch_all()
             .await?;
         let lc = self.string_type();
-        let migrations: Vec<(u32, String)> = vec![(
-            1,
-            format!(
-                "CREATE TABLE IF NOT EXISTS traces (
+        // one histogram column pair of the rollup: the traces' buckets summed per bucket
+        let hist = |bucket: &str, name: &str| {
+            let sum = format!(
+                "sumMap(if({bucket} = 255, emptyArrayUInt8(), [{bucket}]), if({bucket} = 255, emptyArrayUInt64(), [toUInt64(1)]))"
+            );
+            format!("tupleElement({sum}, 1) AS `{name}.bucket`, tupleElement({sum}, 2) AS `{name}.count`")
+        };
+        let rollup_select = format!(
+            "SELECT start_day AS day, tenant, model, provider, route, count() AS requests,
+                sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens,
+                sum(output_tokens) AS output_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+                toUInt64(sum(usage_estimated)) AS estimated_requests,
+                sum(if(cost_known = 1, cost_micro_usd, 0)) AS cost_micro_usd,
+                toUInt64(sum(1 - cost_known)) AS unpriced_requests,
+                countIf(outcome = 'error') AS errors, countIf(outcome = 'blocked') AS blocked,
+                {}, {}
+             FROM traces GROUP BY day, tenant, model, provider, route",
+            hist("latency_bucket", "latencyMap"),
+            hist("ttft_bucket", "ttftMap")
+        );
+        let migrations: Vec<(u32, Vec<String>)> = vec![
+            (
+                1,
+                vec![format!(
+                    "CREATE TABLE IF NOT EXISTS traces (
                     request_id String,
                     tenant {lc},
                     provider {lc},
@@ -312,6 +445,8 @@ impl ClickHouseStorage {
                     ingested_ns Int64,
                     latency_ms Float64,
                     ttft_ms Float64,
+                    latency_bucket UInt8,
+                    ttft_bucket UInt8,
                     status_code UInt16,
                     input_tokens UInt64,
                     cached_input_tokens UInt64,
@@ -327,13 +462,50 @@ impl ClickHouseStorage {
                 ) ENGINE = MergeTree()
                 PARTITION BY toYYYYMM(start_day)
                 ORDER BY (tenant, start_ns, request_id)"
+                )],
             ),
-        )];
-        for (version, sql) in migrations {
+            (
+                // daily usage rollups, kept by a materialized view and filled from the traces
+                // already stored (a collector migrates before it takes writes)
+                2,
+                vec![
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS usage_day (
+                        day Date,
+                        tenant {lc},
+                        model {lc},
+                        provider {lc},
+                        route {lc},
+                        requests UInt64,
+                        input_tokens UInt64,
+                        cached_input_tokens UInt64,
+                        output_tokens UInt64,
+                        reasoning_tokens UInt64,
+                        estimated_requests UInt64,
+                        cost_micro_usd Int64,
+                        unpriced_requests UInt64,
+                        errors UInt64,
+                        blocked UInt64,
+                        latencyMap Nested(bucket UInt8, count UInt64),
+                        ttftMap Nested(bucket UInt8, count UInt64)
+                    ) ENGINE = SummingMergeTree()
+                    PARTITION BY toYYYYMM(day)
+                    ORDER BY (tenant, day, model, provider, route)"
+                    ),
+                    format!(
+                        "CREATE MATERIALIZED VIEW IF NOT EXISTS usage_day_mv TO usage_day AS {rollup_select}"
+                    ),
+                    format!("INSERT INTO usage_day {rollup_select}"),
+                ],
+            ),
+        ];
+        for (version, statements) in migrations {
             if applied.contains(&version) {
                 continue;
             }
-            self.client.query(&sql).execute().await?;
+            for sql in statements {
+                self.client.query(&sql).execute().await?;
+            }
             self.client
                 .query("INSERT INTO schema_migrations (version, applied_ns) VALUES (?, ?)")
                 .bind(version)
@@ -343,65 +515,261 @@ impl ClickHouseStorage {
         }
         Ok(())
     }
-}
 
-impl Storage for ClickHouseStorage {
-    /// Stores a batch; summaries already stored (same request id) are skipped. Returns the
-    /// number accepted (all of them).
-    async fn insert(&self, batch: Vec<TraceSummary>) -> Result<usize, StorageError> {
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        // which of these are already there (a retried batch)? asked in chunks that stay under
-        // the server's query size limit, each bounded by the sort key (tenant, start time)
-        let mut existing: Vec<String> = Vec::new();
-        for chunk in batch.chunks(EXISTS_CHUNK) {
-            let mut tenants: Vec<&str> = chunk.iter().map(|s| s.tenant.as_str()).collect();
+    /// Next ingest position (unique, increasing).
+    fn next_position(&self) -> i64 {
+        let now = now_ns();
+        self.last_ingested
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .map_or(now, |last| now.max(last.saturating_add(1)))
+    }
+
+    /// Request ids of `rows` already stored. One query per slice of ids (bounded in bytes),
+    /// narrowed by the sort key to the slice's tenants and start times: a retried summary has
+    /// the tenant and start time of the stored one.
+    async fn stored_ids(&self, rows: &[&TraceSummary]) -> Result<HashSet<String>, StorageError> {
+        let mut found = HashSet::new();
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < rows.len() && bytes < ID_QUERY_BYTES {
+                bytes += rows.get(end).map_or(0, |s| s.request_id.len() + 4);
+                end += 1;
+            }
+            let slice = rows.get(start..end).unwrap_or_default();
+            start = end;
+            let mut tenants: Vec<&str> = slice.iter().map(|s| s.tenant.as_str()).collect();
             tenants.sort_unstable();
             tenants.dedup();
-            let min = chunk.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
-            let max = chunk.iter().map(|s| s.start_unix_nanos).max().unwrap_or(0);
-            // `IN (?, ?, ...)`, one bound value each (18.16 has no array form of IN)
+            let min = slice.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
+            let max = slice.iter().map(|s| s.start_unix_nanos).max().unwrap_or(0);
+            let ids: Vec<&str> = slice.iter().map(|s| s.request_id.as_str()).collect();
+            // the ids travel as one array value: a list of literals parses far slower
             let sql = format!(
                 "SELECT request_id FROM traces
-                 WHERE tenant IN {} AND start_ns >= ? AND start_ns <= ? AND request_id IN {}",
-                placeholders(tenants.len()),
-                placeholders(chunk.len())
+                 WHERE tenant IN {} AND start_ns >= ? AND start_ns <= ?
+                   AND request_id IN (SELECT arrayJoin(?))",
+                placeholders(tenants.len())
             );
             let mut q = self.client.query(&sql);
             for t in tenants {
                 q = q.bind(t);
             }
-            q = q.bind(min).bind(max);
-            for s in chunk {
-                q = q.bind(s.request_id.as_str());
-            }
-            existing.extend(q.fetch_all::<String>().await?);
+            let q = q
+                .bind(min)
+                .bind(max)
+                .bind(ids)
+                .with_setting("max_query_size", (ID_QUERY_BYTES * 2 + 65_536).to_string());
+            found.extend(q.fetch_all::<String>().await?);
         }
-        let existing: std::collections::HashSet<String> = existing.into_iter().collect();
-        let n = batch.len();
-        let mut insert = self.client.insert::<TraceRow>("traces").await?;
-        let mut seen = std::collections::HashSet::new();
-        for s in &batch {
-            if existing.contains(&s.request_id) || !seen.insert(s.request_id.clone()) {
+        Ok(found)
+    }
+
+    /// Stores `rows` (one INSERT), skipping ids already stored or repeated.
+    async fn write(&self, rows: &[&TraceSummary]) -> Result<(), StorageError> {
+        let stored = self.stored_ids(rows).await?;
+        let mut insert = self.client.insert::<TraceRow<'static>>("traces").await?;
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut encoded = Vec::with_capacity(1024);
+        for s in rows {
+            if stored.contains(&s.request_id) || !seen.insert(s.request_id.as_str()) {
                 continue;
             }
-            let now = now_ns();
-            let pos = self
-                .last_ingested
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
-                    Some(now.max(last.saturating_add(1)))
-                })
-                .map_or(now, |last| now.max(last.saturating_add(1)));
-            insert.write(&row_of(s, pos)).await?;
+            encoded.clear();
+            s.encode(&mut encoded)
+                .map_err(|e| StorageError::Internal(e.to_string()))?;
+            insert
+                .write(&row_of(s, &encoded, self.next_position()))
+                .await?;
         }
         insert.end().await?;
-        Ok(n)
+        Ok(())
+    }
+
+    /// [`Core::write`], retrying transient failures with a short backoff.
+    async fn write_retrying(&self, rows: &[&TraceSummary]) -> Result<(), StorageError> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.write(rows).await {
+                Err(StorageError::Unavailable(e)) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, rows = rows.len(), "ClickHouse insert failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Inserts running at once: while one streams its rows, the next one checks its ids.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// The writer: gathers queued batches into large inserts, runs up to [`WRITES_IN_FLIGHT`] of
+/// them at once, and answers each batch. A batch sharing a request id with an insert in flight
+/// waits for it (then finds the id stored), so two inserts never race on one id.
+async fn write_loop(core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<Job>, options: WriterOptions) {
+    let mut writes: JoinSet<()> = JoinSet::new();
+    // (hashes of) the request ids each insert in flight holds: a collision only makes a batch
+    // wait for an insert it did not need to
+    let mut held: HashMap<tokio::task::Id, Vec<u64>> = HashMap::new();
+    let mut busy: HashSet<u64> = HashSet::new();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut open = true;
+    let release = |done: Option<Result<(tokio::task::Id, ()), tokio::task::JoinError>>,
+                   held: &mut HashMap<tokio::task::Id, Vec<u64>>,
+                   busy: &mut HashSet<u64>| {
+        let id = match done {
+            Some(Ok((id, ()))) => id,
+            Some(Err(e)) => e.id(),
+            None => return,
+        };
+        for hash in held.remove(&id).unwrap_or_default() {
+            busy.remove(&hash);
+        }
+    };
+    let clashes = |job: &Job, busy: &HashSet<u64>| {
+        !busy.is_empty()
+            && job
+                .rows
+                .iter()
+                .any(|s| busy.contains(&id_hash(&s.request_id)))
+    };
+    loop {
+        while writes.len() >= WRITES_IN_FLIGHT {
+            let done = writes.join_next_with_id().await;
+            release(done, &mut held, &mut busy);
+        }
+        let mut jobs = Vec::new();
+        let mut rows = 0;
+        let mut still_waiting = VecDeque::new();
+        while let Some(job) = waiting.pop_front() {
+            if rows < options.batch_rows && !clashes(&job, &busy) {
+                rows += job.rows.len();
+                jobs.push(job);
+            } else {
+                still_waiting.push_back(job);
+            }
+        }
+        waiting = still_waiting;
+        if jobs.is_empty() {
+            if !open && waiting.is_empty() && writes.is_empty() {
+                return;
+            }
+            tokio::select! {
+                job = rx.recv(), if open => match job {
+                    Some(job) => waiting.push_back(job),
+                    None => open = false,
+                },
+                done = writes.join_next_with_id(), if !writes.is_empty() => {
+                    release(done, &mut held, &mut busy);
+                }
+            }
+            continue;
+        }
+        let deadline = tokio::time::Instant::now() + options.flush_interval;
+        while open && rows < options.batch_rows {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) if clashes(&job, &busy) => waiting.push_back(job),
+                Ok(Some(job)) => {
+                    rows += job.rows.len();
+                    jobs.push(job);
+                }
+                Ok(None) => open = false,
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<u64> = jobs
+            .iter()
+            .flat_map(|j| j.rows.iter().map(|s| id_hash(&s.request_id)))
+            .collect();
+        busy.extend(ids.iter().copied());
+        let handle = writes.spawn(write_jobs(core.clone(), jobs));
+        held.insert(handle.id(), ids);
+    }
+}
+
+/// A request id's hash (FNV-1a), for the writer's in-flight set.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Writes gathered batches as one insert and answers each.
+async fn write_jobs(core: Arc<Core>, mut jobs: Vec<Job>) {
+    let all: Vec<&TraceSummary> = jobs.iter().flat_map(|j| j.rows.iter()).collect();
+    let result = core.write_retrying(&all).await;
+    drop(all);
+    match result {
+        Ok(()) => {
+            for job in jobs {
+                let n = job.rows.len();
+                let _ = job.done.send(Ok(n));
+            }
+        }
+        Err(StorageError::Unavailable(e)) => {
+            for job in jobs {
+                let _ = job.done.send(Err(StorageError::Unavailable(e.clone())));
+            }
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.pop() {
+                let _ = job.done.send(Err(e));
+            }
+        }
+        Err(e) => {
+            // refused: write each batch alone so only the bad one fails
+            tracing::warn!(error = %e, batches = jobs.len(), "ClickHouse refused an insert; writing its batches one by one");
+            for job in jobs {
+                let rows: Vec<&TraceSummary> = job.rows.iter().collect();
+                let result = core.write_retrying(&rows).await.map(|()| rows.len());
+                let _ = job.done.send(result);
+            }
+        }
+    }
+}
+
+impl Storage for ClickHouseStorage {
+    /// Queues a batch for the writer and waits until ClickHouse has it; summaries already
+    /// stored (same request id) are skipped. Returns the number accepted (all of them).
+    async fn insert(&self, batch: Vec<TraceSummary>) -> Result<usize, StorageError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let room = u32::try_from(batch.len().min(self.queue_rows)).unwrap_or(u32::MAX);
+        let room = self
+            .queued
+            .clone()
+            .try_acquire_many_owned(room)
+            .map_err(|_| {
+                StorageError::Unavailable(format!(
+                    "the ClickHouse write queue is full ({} rows); retry later",
+                    self.queue_rows
+                ))
+            })?;
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                rows: batch,
+                done,
+                _room: room,
+            })
+            .map_err(|_| StorageError::Unavailable("the ClickHouse writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StorageError::Unavailable("the ClickHouse writer has stopped".into()))?
     }
 
     /// Number of stored traces.
     async fn count(&self) -> Result<u64, StorageError> {
         Ok(self
+            .core
             .client
             .query("SELECT count() FROM traces")
             .fetch_one()
@@ -416,7 +784,8 @@ impl Storage for ClickHouseStorage {
     ) -> Result<Option<TraceSummary>, StorageError> {
         let blobs: Vec<SummaryBlob> = match scope {
             TenantScope::All => {
-                self.client
+                self.core
+                    .client
                     .query("SELECT summary FROM traces WHERE request_id = ? LIMIT 1")
                     .bind(request_id)
                     .fetch_all()
@@ -430,7 +799,7 @@ impl Storage for ClickHouseStorage {
                     "SELECT summary FROM traces WHERE request_id = ? AND tenant IN {} LIMIT 1",
                     placeholders(tenants.len())
                 );
-                let mut q = self.client.query(&sql).bind(request_id);
+                let mut q = self.core.client.query(&sql).bind(request_id);
                 for t in tenants {
                     q = q.bind(t);
                 }
@@ -491,7 +860,7 @@ impl Storage for ClickHouseStorage {
             f.sql(),
             limit + 1
         );
-        let rows: Vec<PagedBlob> = f.bind(self.client.query(&sql)).fetch_all().await?;
+        let rows: Vec<PagedBlob> = f.bind(self.core.client.query(&sql)).fetch_all().await?;
         let mut traces = Vec::new();
         let mut last = None;
         let more = rows.len() > limit as usize;
@@ -509,6 +878,9 @@ impl Storage for ClickHouseStorage {
     }
 
     async fn usage(&self, q: UsageQuery) -> Result<Vec<UsageRow>, StorageError> {
+        if rollup::answers(&q) {
+            return self.usage_from_rollups(&q).await;
+        }
         let mut f = Filter::default();
         f.scope(&q.scope);
         f.eq("tenant", &q.tenant);
@@ -550,7 +922,7 @@ impl Storage for ClickHouseStorage {
             percentile_sql("ttft_ms"),
             f.sql()
         );
-        let rows: Vec<UsageOut> = f.bind(self.client.query(&sql)).fetch_all().await?;
+        let rows: Vec<UsageOut> = f.bind(self.core.client.query(&sql)).fetch_all().await?;
         Ok(rows
             .into_iter()
             .map(|r| UsageRow {
@@ -618,7 +990,7 @@ impl Storage for ClickHouseStorage {
              {} GROUP BY keys, bucket ORDER BY keys, bucket",
             f.sql()
         );
-        let rows: Vec<FindingsOut> = f.bind(self.client.query(&sql)).fetch_all().await?;
+        let rows: Vec<FindingsOut> = f.bind(self.core.client.query(&sql)).fetch_all().await?;
         Ok(rows
             .into_iter()
             .map(|r| FindingsRow {
@@ -634,39 +1006,181 @@ impl Storage for ClickHouseStorage {
             .collect())
     }
 
+    /// Deletes traces that started before `before_ns`, and rollup days before its day. Whole
+    /// months go by dropping their partitions (no rewrite); what remains before the cutoff goes
+    /// by a mutation, which rewrites that month's parts, so the collector's retention task asks
+    /// with day-aligned cutoffs (at most one mutation a day).
     async fn delete_before(&self, before_ns: i64) -> Result<u64, StorageError> {
-        let n: u64 = self
-            .client
+        let c = &self.core.client;
+        let n: u64 = c
             .query("SELECT count() FROM traces WHERE start_ns < ?")
             .bind(before_ns)
             .fetch_one()
             .await?;
+        let cutoff_day = day_text(before_ns.div_euclid(DAY_NS));
+        let mut mutations = 0;
         if n > 0 {
-            // a mutation (asynchronous in ClickHouse); wait for it so the answer is final
-            self.client
-                .query("ALTER TABLE traces DELETE WHERE start_ns < ?")
+            // months whose every trace is before the cutoff
+            let months: Vec<u32> = c
+                .query(
+                    "SELECT toYYYYMM(start_day) AS month FROM traces
+                     GROUP BY month HAVING max(start_ns) < ? ORDER BY month",
+                )
                 .bind(before_ns)
+                .fetch_all()
+                .await?;
+            for month in &months {
+                // a partition value, not an identifier: a number from the server
+                c.query(&format!("ALTER TABLE traces DROP PARTITION {month}"))
+                    .execute()
+                    .await?;
+            }
+            let left: u64 = c
+                .query("SELECT count() FROM traces WHERE start_ns < ?")
+                .bind(before_ns)
+                .fetch_one()
+                .await?;
+            if left > 0 {
+                c.query("ALTER TABLE traces DELETE WHERE start_ns < ?")
+                    .bind(before_ns)
+                    .execute()
+                    .await?;
+                mutations += 1;
+            }
+        }
+        let old_days: u64 = c
+            .query("SELECT count() FROM usage_day WHERE day < toDate(?)")
+            .bind(cutoff_day.as_str())
+            .fetch_one()
+            .await?;
+        if old_days > 0 {
+            c.query("ALTER TABLE usage_day DELETE WHERE day < toDate(?)")
+                .bind(cutoff_day.as_str())
                 .execute()
                 .await?;
-            for _ in 0..600 {
-                let pending: u64 = self
-                    .client
-                    .query("SELECT count() FROM system.mutations WHERE database = ? AND table = 'traces' AND is_done = 0")
-                    .bind(self.database.as_str())
-                    .fetch_one()
-                    .await?;
-                if pending == 0 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            mutations += 1;
+        }
+        if mutations > 0 {
+            // mutations run in the background; wait so the answer is final
+            self.wait_for_mutations().await?;
         }
         Ok(n)
     }
 }
 
-/// Request ids looked up per query before an insert (well under the 256 KiB query limit).
-const EXISTS_CHUNK: usize = 1000;
+impl ClickHouseStorage {
+    /// Waits (up to 30 s) until no mutation of this database is pending.
+    async fn wait_for_mutations(&self) -> Result<(), StorageError> {
+        for _ in 0..600 {
+            let pending: u64 = self
+                .core
+                .client
+                .query("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0")
+                .bind(self.core.database.as_str())
+                .fetch_one()
+                .await?;
+            if pending == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(StorageError::Unavailable(
+            "ClickHouse mutations still running after 30 s".into(),
+        ))
+    }
+
+    /// Usage from the daily rollups (see [`rollup`]): summed per day and key by the server,
+    /// grouped and bucketed like the SQLite backend does.
+    async fn usage_from_rollups(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StorageError> {
+        let mut f = Filter::default();
+        f.scope(&q.scope);
+        f.eq("tenant", &q.tenant);
+        let (from_day, to_day) = rollup::day_range(q);
+        if let Some(d) = from_day {
+            f.clauses.push("day >= toDate(?)".into());
+            f.params.push(Param::S(day_text(d)));
+        }
+        if let Some(d) = to_day {
+            f.clauses.push("day < toDate(?)".into());
+            f.params.push(Param::S(day_text(d)));
+        }
+        // grouped by day and the asked dimensions only (the others come back empty), so the
+        // server merges the histograms and few rows travel; aliases differ from column names,
+        // which the WHERE clause would otherwise see
+        let dim = |d: Dimension, column: &str| {
+            if q.group_by.contains(&d) {
+                format!("toString({column})")
+            } else {
+                "''".to_string()
+            }
+        };
+        let sql = format!(
+            "SELECT toInt64(toUInt32(day)) AS day_number, {} AS k_tenant, {} AS k_model,
+                {} AS k_provider, {} AS k_route, sum(requests) AS requests,
+                sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens,
+                sum(output_tokens) AS output_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+                sum(estimated_requests) AS estimated_requests, sum(cost_micro_usd) AS cost_micro_usd,
+                sum(unpriced_requests) AS unpriced_requests, sum(errors) AS errors,
+                sum(blocked) AS blocked,
+                tupleElement(sumMap(latencyMap.bucket, latencyMap.count), 1) AS latency_buckets,
+                tupleElement(sumMap(latencyMap.bucket, latencyMap.count), 2) AS latency_counts,
+                tupleElement(sumMap(ttftMap.bucket, ttftMap.count), 1) AS ttft_buckets,
+                tupleElement(sumMap(ttftMap.bucket, ttftMap.count), 2) AS ttft_counts
+             FROM usage_day {} GROUP BY day_number, k_tenant, k_model, k_provider, k_route",
+            dim(Dimension::Tenant, "tenant"),
+            dim(Dimension::Model, "model"),
+            dim(Dimension::Provider, "provider"),
+            dim(Dimension::Route, "route"),
+            f.sql()
+        );
+        let rows: Vec<RollupOut> = f.bind(self.core.client.query(&sql)).fetch_all().await?;
+        let histogram = |buckets: &[u8], counts: &[u64]| {
+            let mut h = Histogram::default();
+            for (b, n) in buckets.iter().zip(counts) {
+                h.add_count(*b, *n);
+            }
+            h
+        };
+        Ok(rollup::usage_rows(
+            q,
+            rows.into_iter().map(|r| {
+                let totals = DayTotals {
+                    requests: r.requests,
+                    input_tokens: r.input_tokens,
+                    cached_input_tokens: r.cached_input_tokens,
+                    output_tokens: r.output_tokens,
+                    reasoning_tokens: r.reasoning_tokens,
+                    estimated_requests: r.estimated_requests,
+                    cost_micro_usd: r.cost_micro_usd,
+                    unpriced_requests: r.unpriced_requests,
+                    errors: r.errors,
+                    blocked: r.blocked,
+                    latency: histogram(&r.latency_buckets, &r.latency_counts),
+                    ttft: histogram(&r.ttft_buckets, &r.ttft_counts),
+                };
+                let key = DayKey {
+                    day: r.day_number,
+                    tenant: r.k_tenant,
+                    model: r.k_model,
+                    provider: r.k_provider,
+                    route: r.k_route,
+                };
+                (key, totals)
+            }),
+        ))
+    }
+}
+
+/// `YYYY-MM-DD` of a day since the epoch.
+fn day_text(day: i64) -> String {
+    let t = crate::time::format_nanos(day.saturating_mul(DAY_NS));
+    t.get(..10).unwrap_or("1970-01-01").to_string()
+}
+
+/// Bytes of request ids per duplicate-check query (the query size limit is raised to fit).
+const ID_QUERY_BYTES: usize = 4 << 20;
+/// Tries of one insert when ClickHouse is unavailable or busy.
+const WRITE_ATTEMPTS: u32 = 3;
 
 /// `(?, ?, ...)` with `n` placeholders (never empty: `(NULL)` matches nothing).
 fn placeholders(n: usize) -> String {
@@ -682,29 +1196,40 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn row_of(s: &TraceSummary, ingested_ns: i64) -> TraceRow {
+fn row_of<'a>(s: &'a TraceSummary, encoded: &'a [u8], ingested_ns: i64) -> TraceRow<'a> {
     let u = s.usage.unwrap_or_default();
-    let day = s.start_unix_nanos.div_euclid(86_400_000_000_000);
+    let day = s.start_unix_nanos.div_euclid(DAY_NS);
+    let latency_ms = if s.end_unix_nanos > 0 && s.end_unix_nanos >= s.start_unix_nanos {
+        (s.end_unix_nanos - s.start_unix_nanos) as f64 / 1e6
+    } else {
+        f64::NAN
+    };
+    let ttft_ms = if s.time_to_first_token_nanos > 0 {
+        s.time_to_first_token_nanos as f64 / 1e6
+    } else {
+        f64::NAN
+    };
+    let bucket = |ms: f64| {
+        if ms.is_nan() {
+            255
+        } else {
+            Histogram::bucket(ms)
+        }
+    };
     TraceRow {
-        request_id: s.request_id.clone(),
-        tenant: s.tenant.clone(),
-        provider: s.provider.clone(),
-        model: model_of(s).to_string(),
-        route: s.route.clone(),
-        outcome: outcome_name(s.outcome).to_string(),
+        request_id: &s.request_id,
+        tenant: &s.tenant,
+        provider: &s.provider,
+        model: model_of(s),
+        route: &s.route,
+        outcome: outcome_name(s.outcome),
         start_day: u16::try_from(day.max(0)).unwrap_or(u16::MAX),
         start_ns: s.start_unix_nanos,
         ingested_ns,
-        latency_ms: if s.end_unix_nanos > 0 && s.end_unix_nanos >= s.start_unix_nanos {
-            (s.end_unix_nanos - s.start_unix_nanos) as f64 / 1e6
-        } else {
-            f64::NAN
-        },
-        ttft_ms: if s.time_to_first_token_nanos > 0 {
-            s.time_to_first_token_nanos as f64 / 1e6
-        } else {
-            f64::NAN
-        },
+        latency_ms,
+        ttft_ms,
+        latency_bucket: bucket(latency_ms),
+        ttft_bucket: bucket(ttft_ms),
         status_code: u16::try_from(s.status_code).unwrap_or(u16::MAX),
         input_tokens: u.input_tokens,
         cached_input_tokens: u.cached_input_tokens,
@@ -714,9 +1239,9 @@ fn row_of(s: &TraceSummary, ingested_ns: i64) -> TraceRow {
         cost_micro_usd: s.cost_micro_usd,
         cost_known: u8::from(s.cost_known),
         findings_total: s.findings_total,
-        finding_rules: s.findings.iter().map(|f| f.rule_id.clone()).collect(),
-        finding_categories: s.findings.iter().map(|f| f.category.clone()).collect(),
-        summary: s.encode_to_vec(),
+        finding_rules: s.findings.iter().map(|f| f.rule_id.as_str()).collect(),
+        finding_categories: s.findings.iter().map(|f| f.category.as_str()).collect(),
+        summary: encoded,
     }
 }
 

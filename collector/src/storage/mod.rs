@@ -1,8 +1,9 @@
 //! Storage of trace summaries behind one trait, so the ingest service and the query API do not
-//! know which database holds the data. This backend is embedded SQLite
-//! ([`sqlite::SqliteStorage`]); ClickHouse follows behind the same trait, and the contract tests
-//! in `tests/storage_contract.rs` run against every backend. `insert` returning `Ok` means the
-//! batch is durable: the ingest service acknowledges only then.
+//! know which database holds the data: embedded SQLite ([`sqlite::SqliteStorage`], the default)
+//! or ClickHouse ([`clickhouse::ClickHouseStorage`]). Both keep daily usage rollups
+//! ([`rollup`]) and answer alike; the contract tests in `tests/storage_contract.rs` run against
+//! every backend. `insert` returning `Ok` means the batch is durable: the ingest service
+//! acknowledges only then.
 
 pub mod clickhouse;
 pub mod rollup;

@@ -6,8 +6,8 @@
 //! whose time range falls on day boundaries, bucketed by day, week, month or not at all, read the
 //! rollups; others read the raw rows.
 
-use super::{model_of, outcome_name, Percentiles, UsageRow};
-use std::collections::HashMap;
+use super::{model_of, outcome_name, Bucket, Dimension, Percentiles, UsageQuery, UsageRow};
+use std::collections::{BTreeMap, HashMap};
 use tollgate_proto::v1::TraceSummary;
 
 /// Nanoseconds per day.
@@ -25,7 +25,8 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn bucket(ms: f64) -> u8 {
+    /// The bucket of a value in milliseconds.
+    pub fn bucket(ms: f64) -> u8 {
         if ms <= BASE_MS {
             return 0;
         }
@@ -40,6 +41,13 @@ impl Histogram {
 
     pub fn add(&mut self, ms: f64) {
         *self.counts.entry(Self::bucket(ms)).or_insert(0) += 1;
+    }
+
+    /// Adds `n` values that fell in `bucket`.
+    pub fn add_count(&mut self, bucket: u8, n: u64) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let c = self.counts.entry(bucket).or_insert(0);
+        *c = c.saturating_add(n);
     }
 
     pub fn merge(&mut self, other: &Histogram) {
@@ -188,6 +196,74 @@ impl DayTotals {
             ..UsageRow::default()
         }
     }
+}
+
+/// Whether the daily rollups can answer `q` exactly (apart from percentile resolution): its
+/// range falls on day boundaries and it is bucketed by day, week, month or not at all.
+pub fn answers(q: &UsageQuery) -> bool {
+    let whole_days = |t: Option<i64>| t.is_none_or(|t| t.rem_euclid(DAY_NS) == 0);
+    matches!(
+        q.bucket,
+        None | Some(Bucket::Day | Bucket::Week | Bucket::Month)
+    ) && whole_days(q.from_ns)
+        && whole_days(q.to_ns)
+}
+
+/// The day range (`from` inclusive, `to` exclusive, days since the epoch) of a query the
+/// rollups answer.
+pub fn day_range(q: &UsageQuery) -> (Option<i64>, Option<i64>) {
+    (
+        q.from_ns.map(|f| f.div_euclid(DAY_NS)),
+        q.to_ns.map(|t| t.div_euclid(DAY_NS)),
+    )
+}
+
+/// Usage rows for `q` from rollup rows (already filtered by tenant scope and day range):
+/// grouped by `q.group_by`, bucketed by `q.bucket`, ordered by bucket then group.
+pub fn usage_rows(
+    q: &UsageQuery,
+    rows: impl IntoIterator<Item = (DayKey, DayTotals)>,
+) -> Vec<UsageRow> {
+    let mut groups: BTreeMap<(Option<String>, Vec<String>), DayTotals> = BTreeMap::new();
+    for (key, totals) in rows {
+        let dims: Vec<String> = q
+            .group_by
+            .iter()
+            .map(|d| match d {
+                Dimension::Tenant => key.tenant.clone(),
+                Dimension::Model => key.model.clone(),
+                Dimension::Provider => key.provider.clone(),
+                Dimension::Route => key.route.clone(),
+            })
+            .collect();
+        let day = key.day;
+        let bucket = q.bucket.map(|b| {
+            let start_day = match b {
+                Bucket::Week => day - (day + 3).rem_euclid(7),
+                _ => day,
+            };
+            let label = crate::time::format_nanos(start_day.saturating_mul(DAY_NS));
+            match b {
+                Bucket::Month => format!("{}-01T00:00:00Z", label.get(..7).unwrap_or("")),
+                _ => label,
+            }
+        });
+        groups.entry((bucket, dims)).or_default().merge(&totals);
+    }
+    groups
+        .into_iter()
+        .map(|((bucket, dims), t)| {
+            let mut row = t.to_row();
+            row.bucket = bucket;
+            row.group = q
+                .group_by
+                .iter()
+                .zip(dims)
+                .map(|(d, v)| (d.as_str().to_string(), v))
+                .collect();
+            row
+        })
+        .collect()
 }
 
 /// The rollup key of a trace.

@@ -637,26 +637,13 @@ fn query_traces(conn: &Connection, q: &TraceQuery) -> Result<TracePage, StorageE
 
 type GroupKey = (Vec<String>, Option<String>);
 
-/// Whether the daily rollups can answer `q` exactly (apart from percentile resolution).
-fn rollups_answer(q: &UsageQuery) -> bool {
-    let whole_days = |t: Option<i64>| t.is_none_or(|t| t.rem_euclid(DAY_NS) == 0);
-    matches!(
-        q.bucket,
-        None | Some(Bucket::Day | Bucket::Week | Bucket::Month)
-    ) && whole_days(q.from_ns)
-        && whole_days(q.to_ns)
-}
-
 /// Usage from the daily rollups (see [`rollup`]).
 fn usage_from_rollups(conn: &Connection, q: &UsageQuery) -> Result<Vec<UsageRow>, StorageError> {
     let mut w = Where::default();
     w.scope("tenant", &q.scope);
     w.eq("tenant", &q.tenant);
-    w.range(
-        "day",
-        q.from_ns.map(|f| f.div_euclid(DAY_NS)),
-        q.to_ns.map(|t| t.div_euclid(DAY_NS)),
-    );
+    let (from_day, to_day) = rollup::day_range(q);
+    w.range("day", from_day, to_day);
     let sql = format!(
         "SELECT day, tenant, model, provider, route, requests, input_tokens, cached_input_tokens,
                 output_tokens, reasoning_tokens, estimated_requests, cost_micro_usd,
@@ -666,34 +653,17 @@ fn usage_from_rollups(conn: &Connection, q: &UsageQuery) -> Result<Vec<UsageRow>
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
-    let mut groups: BTreeMap<(Option<String>, Vec<String>), DayTotals> = BTreeMap::new();
+    let mut days = Vec::new();
     while let Some(r) = rows.next()? {
-        let day: i64 = r.get(0)?;
-        let dims: Vec<String> = q
-            .group_by
-            .iter()
-            .map(|d| {
-                r.get::<_, String>(match d {
-                    Dimension::Tenant => 1,
-                    Dimension::Model => 2,
-                    Dimension::Provider => 3,
-                    Dimension::Route => 4,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let bucket = q.bucket.map(|b| {
-            let start_day = match b {
-                Bucket::Week => day - (day + 3).rem_euclid(7),
-                _ => day,
-            };
-            let label = crate::time::format_nanos(start_day.saturating_mul(DAY_NS));
-            match b {
-                Bucket::Month => format!("{}-01T00:00:00Z", label.get(..7).unwrap_or("")),
-                _ => label,
-            }
-        });
         let u = |i: usize| -> rusqlite::Result<u64> {
             Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+        };
+        let key = DayKey {
+            day: r.get(0)?,
+            tenant: r.get(1)?,
+            model: r.get(2)?,
+            provider: r.get(3)?,
+            route: r.get(4)?,
         };
         let t = DayTotals {
             requests: u(5)?,
@@ -709,26 +679,13 @@ fn usage_from_rollups(conn: &Connection, q: &UsageQuery) -> Result<Vec<UsageRow>
             latency: Histogram::decode(&r.get::<_, Vec<u8>>(15)?),
             ttft: Histogram::decode(&r.get::<_, Vec<u8>>(16)?),
         };
-        groups.entry((bucket, dims)).or_default().merge(&t);
+        days.push((key, t));
     }
-    Ok(groups
-        .into_iter()
-        .map(|((bucket, dims), t)| {
-            let mut row = t.to_row();
-            row.bucket = bucket;
-            row.group = q
-                .group_by
-                .iter()
-                .zip(dims)
-                .map(|(d, v)| (d.as_str().to_string(), v))
-                .collect();
-            row
-        })
-        .collect())
+    Ok(rollup::usage_rows(q, days))
 }
 
 fn query_usage(conn: &Connection, q: &UsageQuery) -> Result<Vec<UsageRow>, StorageError> {
-    if rollups_answer(q) {
+    if rollup::answers(q) {
         return usage_from_rollups(conn, q);
     }
     let mut w = Where::default();
