@@ -464,7 +464,16 @@ async fn findings<S: Storage + Clone>(
 ) -> Result<Json<Value>, Problem> {
     require(&caller, Role::Viewer)?;
     let p = Params(raw);
-    p.known(&["by", "bucket", "from", "to", "tenant"])?;
+    p.known(&[
+        "by",
+        "bucket",
+        "from",
+        "to",
+        "tenant",
+        "category",
+        "action",
+        "direction",
+    ])?;
     let by: Vec<String> = p
         .text("by")
         .unwrap_or_else(|| "category".into())
@@ -489,6 +498,9 @@ async fn findings<S: Storage + Clone>(
         to_ns: p.time("to")?,
         by: by.clone(),
         bucket,
+        category: p.text("category"),
+        action: p.text("action"),
+        direction: p.text("direction"),
     };
     let rows = state.storage.findings(q).await?;
     let rows: Vec<Value> = rows

@@ -8,6 +8,7 @@
 //! `shutdown_timeout_ms`.
 //!
 //! # Layout
+//! - [`anomaly`]: per-tenant anomaly detection and alerting.
 //! - [`config`]: file, environment and flags, validated.
 //! - [`storage`]: the `Storage` trait, the SQLite and ClickHouse backends, daily rollups.
 //! - [`ingest`]: the `tollgate.v1.Collector` gRPC service.
@@ -17,6 +18,7 @@
 //! - [`client`]: the tiny HTTP client of the `query` commands.
 //! - [`time`]: RFC 3339 timestamps.
 
+pub mod anomaly;
 pub mod api;
 pub mod client;
 pub mod config;

@@ -86,6 +86,13 @@ pub fn parse_time(s: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos_frac)
 }
 
+/// Now, in unix nanoseconds (0 before 1970, saturating far ahead).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

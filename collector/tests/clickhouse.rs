@@ -268,17 +268,6 @@ async fn clickhouse_migration_2_backfills_the_rollups_from_stored_traces() {
     let server = ClickHouse::start();
     let db = "tollgate_backfill";
     let s = ClickHouseStorage::connect(&server.url(), db).await.unwrap();
-    // back to a version 1 database: no rollups, no view
-    let c = sql(&server, db);
-    for q in [
-        "DROP TABLE usage_day_mv",
-        "DROP TABLE usage_day",
-        "DROP TABLE schema_migrations",
-        "CREATE TABLE schema_migrations (version UInt32, applied_ns Int64) ENGINE = MergeTree() ORDER BY version",
-        "INSERT INTO schema_migrations VALUES (1, 0)",
-    ] {
-        c.query(q).execute().await.unwrap();
-    }
     let rows: Vec<TraceSummary> = (0..30)
         .map(|i| {
             let mut t = summary(
@@ -291,13 +280,25 @@ async fn clickhouse_migration_2_backfills_the_rollups_from_stored_traces() {
         })
         .collect();
     assert_eq!(s.insert(rows).await.unwrap(), 30);
+    // back to a version 1 database holding traces: no rollups, no view, no finding actions
+    let c = sql(&server, db);
+    for q in [
+        "DROP TABLE usage_day_mv",
+        "DROP TABLE usage_day",
+        "ALTER TABLE traces DROP COLUMN finding_actions, DROP COLUMN finding_directions",
+        "DROP TABLE schema_migrations",
+        "CREATE TABLE schema_migrations (version UInt32, applied_ns Int64) ENGINE = MergeTree() ORDER BY version",
+        "INSERT INTO schema_migrations VALUES (1, 0)",
+    ] {
+        c.query(q).execute().await.unwrap();
+    }
     let again = ClickHouseStorage::connect(&server.url(), db).await.unwrap();
     let versions: Vec<u32> = c
         .query("SELECT version FROM schema_migrations ORDER BY version")
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     // whole days: answered from the rollups; off day boundaries: from the raw rows
     let by_rollup = again.usage(UsageQuery::default()).await.unwrap();
     let by_rows = again

@@ -15,9 +15,12 @@
 
 use super::rollup::{self, DayKey, DayTotals, Histogram, DAY_NS};
 use super::{
-    model_of, outcome_name, Bucket, Dimension, FindingsQuery, FindingsRow, Percentiles, Storage,
-    StorageError, TenantScope, TracePage, TraceQuery, UsageQuery, UsageRow,
+    action_name, direction_name, model_of, outcome_name, AnomalyQuery, Bucket, Delivery, Dimension,
+    FindingsQuery, FindingsRow, Member, Percentiles, Storage, StorageError, StoredAnomaly,
+    TenantScope, TracePage, TraceQuery, UsageQuery, UsageRow,
 };
+use crate::anomaly::Anomaly;
+use crate::time::now_ns;
 use clickhouse::{Client, Row};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -99,6 +102,8 @@ struct TraceRow<'a> {
     finding_categories: Vec<&'a str>,
     #[serde(with = "serde_bytes")]
     summary: &'a [u8],
+    finding_actions: Vec<&'a str>,
+    finding_directions: Vec<&'a str>,
 }
 
 /// The stored protobuf of a trace.
@@ -296,6 +301,59 @@ struct RollupOut {
     latency_counts: Vec<u64>,
     ttft_buckets: Vec<u8>,
     ttft_counts: Vec<u64>,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct AnomalyRow {
+    id: String,
+    tenant: String,
+    metric: String,
+    open: u8,
+    started_ns: i64,
+    updated_ns: i64,
+    version: i64,
+    body: String,
+}
+
+#[derive(Debug, Row, Serialize)]
+struct DeliveryRow {
+    anomaly_id: String,
+    event: String,
+    sink: String,
+    status: String,
+    attempts: u32,
+    last_error: String,
+    has_error: u8,
+    updated_ns: i64,
+    version: i64,
+}
+
+/// A delivery's newest version, as read.
+#[derive(Debug, Row, Deserialize)]
+struct DeliveryOut {
+    anomaly_id: String,
+    event: String,
+    sink: String,
+    status: String,
+    attempts: u32,
+    last_error: String,
+    has_error: u8,
+    updated_ns: i64,
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct CheckpointRow {
+    name: String,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+    saved_ns: i64,
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct MemberRow {
+    holder: String,
+    started_ns: i64,
+    beat_ns: i64,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -496,6 +554,35 @@ impl Core {
                         "CREATE MATERIALIZED VIEW IF NOT EXISTS usage_day_mv TO usage_day AS {rollup_select}"
                     ),
                     format!("INSERT INTO usage_day {rollup_select}"),
+                ],
+            ),
+            (
+                // findings' actions and directions (for the anomaly rules); anomalies, their
+                // deliveries, checkpoints and members, each replaced by a newer version
+                3,
+                vec![
+                    "ALTER TABLE traces ADD COLUMN finding_actions Array(String),
+                        ADD COLUMN finding_directions Array(String)"
+                        .to_string(),
+                    "CREATE TABLE IF NOT EXISTS anomalies (
+                        id String, tenant String, metric String, open UInt8,
+                        started_ns Int64, updated_ns Int64, version Int64, body String
+                    ) ENGINE = ReplacingMergeTree(version) ORDER BY id"
+                        .to_string(),
+                    "CREATE TABLE IF NOT EXISTS deliveries (
+                        anomaly_id String, event String, sink String, status String,
+                        attempts UInt32, last_error String, has_error UInt8, updated_ns Int64,
+                        version Int64
+                    ) ENGINE = ReplacingMergeTree(version) ORDER BY (anomaly_id, event, sink)"
+                        .to_string(),
+                    "CREATE TABLE IF NOT EXISTS checkpoints (
+                        name String, data String, saved_ns Int64
+                    ) ENGINE = ReplacingMergeTree(saved_ns) ORDER BY name"
+                        .to_string(),
+                    "CREATE TABLE IF NOT EXISTS members (
+                        holder String, started_ns Int64, beat_ns Int64
+                    ) ENGINE = ReplacingMergeTree(beat_ns) ORDER BY holder"
+                        .to_string(),
                 ],
             ),
         ];
@@ -961,8 +1048,8 @@ impl Storage for ClickHouseStorage {
         let mut cols = Vec::new();
         for b in &q.by {
             cols.push(match b.as_str() {
-                "category" => ("category", "finding_category"),
-                "rule" => ("rule", "finding_rule"),
+                "category" => ("category", "finding_categories[fi]"),
+                "rule" => ("rule", "finding_rules[fi]"),
                 "tenant" => ("tenant", "toString(tenant)"),
                 other => return Err(StorageError::Invalid(format!("unknown grouping `{other}`"))),
             });
@@ -972,6 +1059,22 @@ impl Storage for ClickHouseStorage {
         f.eq("tenant", &q.tenant);
         f.range(q.from_ns, q.to_ns);
         f.clauses.push("findings_total > 0".into());
+        if let Some(c) = &q.category {
+            f.clauses.push(
+                "(finding_categories[fi] = ? OR startsWith(finding_categories[fi], concat(?, '.')))"
+                    .into(),
+            );
+            f.params.push(Param::S(c.clone()));
+            f.params.push(Param::S(c.clone()));
+        }
+        if let Some(a) = &q.action {
+            f.clauses.push("finding_actions[fi] = ?".into());
+            f.params.push(Param::S(a.clone()));
+        }
+        if let Some(d) = &q.direction {
+            f.clauses.push("finding_directions[fi] = ?".into());
+            f.params.push(Param::S(d.clone()));
+        }
         let keys = if cols.is_empty() {
             "emptyArrayString()".to_string()
         } else {
@@ -981,12 +1084,13 @@ impl Storage for ClickHouseStorage {
             )
         };
         let bucket = q.bucket.map_or("''", bucket_sql);
-        // one row per finding: the two arrays are joined in step
+        // one row per finding, by its index into the parallel arrays (rows stored before
+        // migration 3 have no actions or directions: those read as '')
         let sql = format!(
             "SELECT {keys} AS keys, {bucket} AS bucket, count() AS findings,
                 uniqExact(request_id) AS traces
              FROM traces
-             ARRAY JOIN finding_rules AS finding_rule, finding_categories AS finding_category
+             ARRAY JOIN arrayEnumerate(finding_rules) AS fi
              {} GROUP BY keys, bucket ORDER BY keys, bucket",
             f.sql()
         );
@@ -1066,9 +1170,206 @@ impl Storage for ClickHouseStorage {
         }
         Ok(n)
     }
+
+    async fn put_anomalies(&self, batch: Vec<Anomaly>) -> Result<(), StorageError> {
+        self.put_anomalies_rows(batch).await
+    }
+
+    async fn anomalies(&self, q: AnomalyQuery) -> Result<Vec<StoredAnomaly>, StorageError> {
+        self.anomaly_rows(q).await
+    }
+
+    async fn put_deliveries(&self, batch: Vec<Delivery>) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.core.client.insert::<DeliveryRow>("deliveries").await?;
+        for d in batch {
+            insert
+                .write(&DeliveryRow {
+                    has_error: u8::from(d.last_error.is_some()),
+                    last_error: d.last_error.unwrap_or_default(),
+                    anomaly_id: d.anomaly_id,
+                    event: d.event,
+                    sink: d.sink,
+                    status: d.status,
+                    attempts: d.attempts,
+                    updated_ns: d.updated_ns,
+                    version: self.core.next_position(),
+                })
+                .await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&self, name: String, data: Vec<u8>) -> Result<(), StorageError> {
+        let mut insert = self
+            .core
+            .client
+            .insert::<CheckpointRow>("checkpoints")
+            .await?;
+        insert
+            .write(&CheckpointRow {
+                name,
+                data,
+                saved_ns: self.core.next_position(),
+            })
+            .await?;
+        insert.end().await?;
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self, name: String) -> Result<Option<Vec<u8>>, StorageError> {
+        let rows: Vec<CheckpointRow> = self
+            .core
+            .client
+            .query("SELECT name, data, saved_ns FROM checkpoints WHERE name = ? ORDER BY saved_ns DESC LIMIT 1")
+            .bind(name)
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().next().map(|r| r.data))
+    }
+
+    async fn heartbeat(&self, member: Member) -> Result<(), StorageError> {
+        let mut insert = self.core.client.insert::<MemberRow>("members").await?;
+        insert
+            .write(&MemberRow {
+                holder: member.holder,
+                started_ns: member.started_ns,
+                beat_ns: member.beat_ns,
+            })
+            .await?;
+        insert.end().await?;
+        Ok(())
+    }
+
+    async fn members(&self, since_ns: i64) -> Result<Vec<Member>, StorageError> {
+        let rows: Vec<MemberRow> = self
+            .core
+            .client
+            .query(
+                "SELECT holder, argMax(started_ns, beat_ns) AS started, max(beat_ns) AS last_beat
+                 FROM members GROUP BY holder HAVING last_beat >= ? ORDER BY started, holder",
+            )
+            .bind(since_ns)
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Member {
+                holder: r.holder,
+                started_ns: r.started_ns,
+                beat_ns: r.beat_ns,
+            })
+            .collect())
+    }
 }
 
 impl ClickHouseStorage {
+    /// Anomalies, deliveries, checkpoints and members: small tables of versioned rows
+    /// (`ReplacingMergeTree`); reads take each key's newest version with `argMax`, which holds
+    /// before and after the engine's merges.
+    async fn put_anomalies_rows(&self, batch: Vec<Anomaly>) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.core.client.insert::<AnomalyRow>("anomalies").await?;
+        for a in &batch {
+            let body =
+                serde_json::to_string(a).map_err(|e| StorageError::Internal(e.to_string()))?;
+            insert
+                .write(&AnomalyRow {
+                    id: a.id.clone(),
+                    tenant: a.tenant.clone(),
+                    metric: a.metric.clone(),
+                    open: u8::from(a.open),
+                    started_ns: a.started_ns,
+                    updated_ns: a.updated_ns,
+                    version: self.core.next_position(),
+                    body,
+                })
+                .await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+
+    async fn anomaly_rows(&self, q: AnomalyQuery) -> Result<Vec<StoredAnomaly>, StorageError> {
+        let mut inner = Filter::default();
+        inner.scope(&q.scope);
+        inner.eq("tenant", &q.tenant);
+        inner.eq("metric", &q.metric);
+        let mut outer = Filter::default();
+        if let Some(open) = q.open {
+            outer.clauses.push("o = ?".into());
+            outer.params.push(Param::I(i64::from(open)));
+        }
+        if let Some(f) = q.from_ns {
+            outer.clauses.push("u >= ?".into());
+            outer.params.push(Param::I(f));
+        }
+        if let Some(t) = q.to_ns {
+            outer.clauses.push("s < ?".into());
+            outer.params.push(Param::I(t));
+        }
+        let sql = format!(
+            "SELECT b FROM (
+                SELECT id, argMax(body, version) AS b, argMax(open, version) AS o,
+                    argMax(started_ns, version) AS s, argMax(updated_ns, version) AS u
+                FROM anomalies {} GROUP BY id
+             ) {} ORDER BY s DESC, id LIMIT {}",
+            inner.sql(),
+            outer.sql(),
+            q.limit.clamp(1, 1000)
+        );
+        let mut query = self.core.client.query(&sql);
+        query = inner.bind(query);
+        query = outer.bind(query);
+        let bodies: Vec<String> = query.fetch_all().await?;
+        let anomalies = bodies
+            .iter()
+            .map(|b| serde_json::from_str::<Anomaly>(b))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StorageError::Internal(e.to_string()))?;
+        let mut deliveries: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+        if !anomalies.is_empty() {
+            let sql = format!(
+                "SELECT anomaly_id, event, sink, argMax(status, version) AS status,
+                    argMax(attempts, version) AS attempts, argMax(last_error, version) AS last_error,
+                    argMax(has_error, version) AS has_error, argMax(updated_ns, version) AS updated_ns
+                 FROM deliveries WHERE anomaly_id IN {}
+                 GROUP BY anomaly_id, event, sink ORDER BY anomaly_id, event DESC, sink",
+                placeholders(anomalies.len())
+            );
+            let mut query = self.core.client.query(&sql);
+            for a in &anomalies {
+                query = query.bind(a.id.as_str());
+            }
+            for d in query.fetch_all::<DeliveryOut>().await? {
+                deliveries
+                    .entry(d.anomaly_id.clone())
+                    .or_default()
+                    .push(Delivery {
+                        anomaly_id: d.anomaly_id,
+                        event: d.event,
+                        sink: d.sink,
+                        status: d.status,
+                        attempts: d.attempts,
+                        last_error: (d.has_error == 1).then_some(d.last_error),
+                        updated_ns: d.updated_ns,
+                    });
+            }
+        }
+        Ok(anomalies
+            .into_iter()
+            .map(|anomaly| StoredAnomaly {
+                deliveries: deliveries.remove(&anomaly.id).unwrap_or_default(),
+                anomaly,
+            })
+            .collect())
+    }
+
     /// Waits (up to 30 s) until no mutation of this database is pending.
     async fn wait_for_mutations(&self) -> Result<(), StorageError> {
         for _ in 0..600 {
@@ -1190,12 +1491,6 @@ fn placeholders(n: usize) -> String {
     format!("({})", vec!["?"; n].join(", "))
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 fn row_of<'a>(s: &'a TraceSummary, encoded: &'a [u8], ingested_ns: i64) -> TraceRow<'a> {
     let u = s.usage.unwrap_or_default();
     let day = s.start_unix_nanos.div_euclid(DAY_NS);
@@ -1242,6 +1537,12 @@ fn row_of<'a>(s: &'a TraceSummary, encoded: &'a [u8], ingested_ns: i64) -> Trace
         finding_rules: s.findings.iter().map(|f| f.rule_id.as_str()).collect(),
         finding_categories: s.findings.iter().map(|f| f.category.as_str()).collect(),
         summary: encoded,
+        finding_actions: s.findings.iter().map(|f| action_name(f.action)).collect(),
+        finding_directions: s
+            .findings
+            .iter()
+            .map(|f| direction_name(f.direction))
+            .collect(),
     }
 }
 

@@ -190,6 +190,12 @@ pub struct FindingsQuery {
     pub tenant: Option<String>,
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
+    /// Only this category and its subcategories (`injection` matches `injection.override`).
+    pub category: Option<String>,
+    /// Only findings with this action (`block`, `redact`, ...).
+    pub action: Option<String>,
+    /// Only findings in this direction (`request` or `response`).
+    pub direction: Option<String>,
     /// `category`, `rule` or `tenant`.
     pub by: Vec<String>,
     pub bucket: Option<Bucket>,
@@ -203,6 +209,52 @@ pub struct FindingsRow {
     pub findings: u64,
     /// Traces with at least one such finding.
     pub traces: u64,
+}
+
+/// Filters of `GET /v1/anomalies`, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AnomalyQuery {
+    pub scope: TenantScope,
+    pub tenant: Option<String>,
+    pub metric: Option<String>,
+    /// `Some(true)`: open ones; `Some(false)`: closed ones.
+    pub open: Option<bool>,
+    /// Anomalies whose life overlaps this range (unix ns, `from` inclusive, `to` exclusive).
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+    /// 1..=1000.
+    pub limit: u32,
+}
+
+/// One delivery of one anomaly event to one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub anomaly_id: String,
+    /// `opened` or `closed`.
+    pub event: String,
+    /// The sink's name from the configuration.
+    pub sink: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub updated_ns: i64,
+}
+
+/// An anomaly with its deliveries, as served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredAnomaly {
+    #[serde(flatten)]
+    pub anomaly: crate::anomaly::Anomaly,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// A collector process taking part in leadership (see [`Storage::heartbeat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub holder: String,
+    pub started_ns: i64,
+    pub beat_ns: i64,
 }
 
 /// The storage contract; see the module docs.
@@ -238,6 +290,38 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StorageError>> + Send;
     /// Number of stored traces.
     fn count(&self) -> impl Future<Output = Result<u64, StorageError>> + Send;
+    /// Stores anomalies, replacing any with the same id.
+    fn put_anomalies(
+        &self,
+        batch: Vec<crate::anomaly::Anomaly>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Anomalies matching `query`, newest start first, with their deliveries.
+    fn anomalies(
+        &self,
+        query: AnomalyQuery,
+    ) -> impl Future<Output = Result<Vec<StoredAnomaly>, StorageError>> + Send;
+    /// Records deliveries, replacing any of the same anomaly, event and sink.
+    fn put_deliveries(
+        &self,
+        batch: Vec<Delivery>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Saves a named checkpoint (the detector's state), replacing the previous one.
+    fn save_checkpoint(
+        &self,
+        name: String,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    fn load_checkpoint(
+        &self,
+        name: String,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + Send;
+    /// Records that `holder` (started at `started_ns`) is alive at `now_ns`.
+    fn heartbeat(&self, member: Member) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Members whose last beat is at or after `since_ns`.
+    fn members(
+        &self,
+        since_ns: i64,
+    ) -> impl Future<Output = Result<Vec<Member>, StorageError>> + Send;
 }
 
 /// The model a trace is reported under: the answering model, else the requested one.
@@ -262,6 +346,28 @@ pub fn outcome_name(code: i32) -> &'static str {
         Outcome::Blocked => "blocked",
         Outcome::Unanalysed => "unanalysed",
         Outcome::Error => "error",
+    }
+}
+
+/// A finding action's lowercase name.
+pub fn action_name(code: i32) -> &'static str {
+    use tollgate_proto::v1::Action;
+    match Action::try_from(code).unwrap_or(Action::Unspecified) {
+        Action::Unspecified => "unspecified",
+        Action::Log => "log",
+        Action::Tag => "tag",
+        Action::Redact => "redact",
+        Action::Block => "block",
+    }
+}
+
+/// A finding direction's lowercase name.
+pub fn direction_name(code: i32) -> &'static str {
+    use tollgate_proto::v1::Direction;
+    match Direction::try_from(code).unwrap_or(Direction::Unspecified) {
+        Direction::Unspecified => "unspecified",
+        Direction::Request => "request",
+        Direction::Response => "response",
     }
 }
 

@@ -8,20 +8,22 @@
 
 use super::rollup::{self, DayKey, DayTotals, Histogram, DAY_NS};
 use super::{
-    model_of, outcome_name, percentiles, Bucket, Dimension, FindingsQuery, FindingsRow, Storage,
-    StorageError, TenantScope, TracePage, TraceQuery, UsageQuery, UsageRow,
+    action_name, direction_name, model_of, outcome_name, percentiles, AnomalyQuery, Bucket,
+    Delivery, Dimension, FindingsQuery, FindingsRow, Member, Storage, StorageError, StoredAnomaly,
+    TenantScope, TracePage, TraceQuery, UsageQuery, UsageRow,
 };
+use crate::anomaly::Anomaly;
 use prost::Message;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tollgate_proto::v1::{Action, Direction, TraceSummary};
+use tollgate_proto::v1::TraceSummary;
 
 /// Schema migrations, in order; `PRAGMA user_version` is the number applied. Each runs in its
 /// own transaction with the version bump.
-const MIGRATIONS: &[Migration] = &[migration_1, migration_2];
+const MIGRATIONS: &[Migration] = &[migration_1, migration_2, migration_3];
 
 /// One schema step.
 type Migration = fn(&rusqlite::Transaction<'_>) -> Result<(), StorageError>;
@@ -29,6 +31,45 @@ type Migration = fn(&rusqlite::Transaction<'_>) -> Result<(), StorageError>;
 /// 1: traces and their findings.
 fn migration_1(tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
     tx.execute_batch(SCHEMA_1)?;
+    Ok(())
+}
+
+/// 3: anomalies, their deliveries, the detector's checkpoints, and the members taking part in
+/// leadership.
+fn migration_3(tx: &rusqlite::Transaction<'_>) -> Result<(), StorageError> {
+    tx.execute_batch(
+        "CREATE TABLE anomalies (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            open INTEGER NOT NULL,
+            started_ns INTEGER NOT NULL,
+            updated_ns INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX anomalies_started ON anomalies(started_ns);
+        CREATE INDEX anomalies_tenant ON anomalies(tenant, started_ns);
+        CREATE TABLE deliveries (
+            anomaly_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            sink TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            updated_ns INTEGER NOT NULL,
+            PRIMARY KEY (anomaly_id, event, sink)
+        ) WITHOUT ROWID;
+        CREATE TABLE checkpoints (
+            name TEXT PRIMARY KEY,
+            data BLOB NOT NULL,
+            saved_ns INTEGER NOT NULL
+        );
+        CREATE TABLE members (
+            holder TEXT PRIMARY KEY,
+            started_ns INTEGER NOT NULL,
+            beat_ns INTEGER NOT NULL
+        );",
+    )?;
     Ok(())
 }
 
@@ -312,24 +353,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
         tx.commit()?;
     }
     Ok(())
-}
-
-fn action_name(code: i32) -> &'static str {
-    match Action::try_from(code).unwrap_or(Action::Unspecified) {
-        Action::Unspecified => "unspecified",
-        Action::Log => "log",
-        Action::Tag => "tag",
-        Action::Redact => "redact",
-        Action::Block => "block",
-    }
-}
-
-fn direction_name(code: i32) -> &'static str {
-    match Direction::try_from(code).unwrap_or(Direction::Unspecified) {
-        Direction::Unspecified => "unspecified",
-        Direction::Request => "request",
-        Direction::Response => "response",
-    }
 }
 
 fn ms_between(start: i64, end: i64) -> Option<f64> {
@@ -810,6 +833,15 @@ fn query_findings(conn: &Connection, q: &FindingsQuery) -> Result<Vec<FindingsRo
     w.scope("tenant", &q.scope);
     w.eq("tenant", &q.tenant);
     w.range("start_ns", q.from_ns, q.to_ns);
+    w.eq("action", &q.action);
+    w.eq("direction", &q.direction);
+    if let Some(c) = &q.category {
+        w.clauses
+            .push("(category = ? OR substr(category, 1, length(?) + 1) = ? || '.')".into());
+        for _ in 0..3 {
+            w.params.push(SqlValue::Text(c.clone()));
+        }
+    }
     let mut cols: Vec<(&str, &str)> = Vec::new();
     for b in &q.by {
         match b.as_str() {
@@ -926,6 +958,180 @@ impl Storage for SqliteStorage {
         self.read(|conn| {
             let n: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
             Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn put_anomalies(&self, batch: Vec<Anomaly>) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO anomalies (id, tenant, metric, open, started_ns, updated_ns, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for a in &batch {
+                    let body = serde_json::to_string(a)
+                        .map_err(|e| StorageError::Internal(e.to_string()))?;
+                    put.execute(params![
+                        a.id,
+                        a.tenant,
+                        a.metric,
+                        a.open,
+                        a.started_ns,
+                        a.updated_ns,
+                        body
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn anomalies(&self, q: AnomalyQuery) -> Result<Vec<StoredAnomaly>, StorageError> {
+        self.read(move |conn| {
+            let mut w = Where::default();
+            w.scope("tenant", &q.scope);
+            w.eq("tenant", &q.tenant);
+            w.eq("metric", &q.metric);
+            if let Some(open) = q.open {
+                w.clauses.push("open = ?".into());
+                w.params.push(SqlValue::Integer(i64::from(open)));
+            }
+            // overlapping the range: started before its end, last updated after its start
+            if let Some(f) = q.from_ns {
+                w.clauses.push("updated_ns >= ?".into());
+                w.params.push(SqlValue::Integer(f));
+            }
+            if let Some(t) = q.to_ns {
+                w.clauses.push("started_ns < ?".into());
+                w.params.push(SqlValue::Integer(t));
+            }
+            let sql = format!(
+                "SELECT body FROM anomalies {} ORDER BY started_ns DESC, id LIMIT {}",
+                w.sql(),
+                q.limit.clamp(1, 1000)
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(w.params.iter()))?;
+            let mut out = Vec::new();
+            let mut deliveries = conn.prepare_cached(
+                "SELECT anomaly_id, event, sink, status, attempts, last_error, updated_ns
+                 FROM deliveries WHERE anomaly_id = ?1 ORDER BY event DESC, sink",
+            )?;
+            while let Some(r) = rows.next()? {
+                let body: String = r.get(0)?;
+                let anomaly: Anomaly = serde_json::from_str(&body)
+                    .map_err(|e| StorageError::Internal(e.to_string()))?;
+                let d = deliveries
+                    .query_map(params![anomaly.id], |r| {
+                        Ok(Delivery {
+                            anomaly_id: r.get(0)?,
+                            event: r.get(1)?,
+                            sink: r.get(2)?,
+                            status: r.get(3)?,
+                            attempts: r.get(4)?,
+                            last_error: r.get(5)?,
+                            updated_ns: r.get(6)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push(StoredAnomaly {
+                    anomaly,
+                    deliveries: d,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_deliveries(&self, batch: Vec<Delivery>) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO deliveries
+                     (anomaly_id, event, sink, status, attempts, last_error, updated_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for d in &batch {
+                    put.execute(params![
+                        d.anomaly_id,
+                        d.event,
+                        d.sink,
+                        d.status,
+                        d.attempts,
+                        d.last_error,
+                        d.updated_ns
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, name: String, data: Vec<u8>) -> Result<(), StorageError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (name, data, saved_ns) VALUES (?1, ?2, ?3)",
+                params![name, data, crate::time::now_ns()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_checkpoint(&self, name: String) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT data FROM checkpoints WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, member: Member) -> Result<(), StorageError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO members (holder, started_ns, beat_ns) VALUES (?1, ?2, ?3)",
+                params![member.holder, member.started_ns, member.beat_ns],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn members(&self, since_ns: i64) -> Result<Vec<Member>, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT holder, started_ns, beat_ns FROM members WHERE beat_ns >= ?1
+                 ORDER BY started_ns, holder",
+            )?;
+            let rows = stmt
+                .query_map(params![since_ns], |r| {
+                    Ok(Member {
+                        holder: r.get(0)?,
+                        started_ns: r.get(1)?,
+                        beat_ns: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }
