@@ -7,8 +7,8 @@
 use crate::keys::{Caller, KeyStore, Role};
 use crate::metrics::CollectorMetrics;
 use crate::storage::{
-    model_of, outcome_name, Bucket, Dimension, FindingsQuery, Storage, StorageError, TenantScope,
-    TraceQuery, UsageQuery,
+    model_of, outcome_name, AnomalyQuery, Bucket, Dimension, FindingsQuery, Storage, StorageError,
+    TenantScope, TraceQuery, UsageQuery,
 };
 use crate::time::{format_nanos, parse_time};
 use axum::extract::{Extension, Path, Query, Request, State};
@@ -133,6 +133,7 @@ pub fn router<S: Storage + Clone>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/traces/{request_id}", get(get_trace::<S>))
         .route("/v1/usage", get(usage::<S>))
         .route("/v1/findings", get(findings::<S>))
+        .route("/v1/anomalies", get(anomalies::<S>))
         .route("/v1/keys", get(list_keys::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -455,6 +456,67 @@ async fn usage<S: Storage + Clone>(
     };
     let rows = state.storage.usage(q).await?;
     Ok(Json(json!({ "rows": rows })))
+}
+
+async fn anomalies<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Viewer)?;
+    let p = Params(raw);
+    p.known(&["tenant", "metric", "state", "from", "to", "limit"])?;
+    let open = match p.text("state").as_deref() {
+        None => None,
+        Some("open") => Some(true),
+        Some("closed") => Some(false),
+        Some(_) => return Err(Problem::bad_param("state", "open or closed")),
+    };
+    let q = AnomalyQuery {
+        scope: caller.scope.clone(),
+        tenant: p.text("tenant"),
+        metric: p.text("metric"),
+        open,
+        from_ns: p.time("from")?,
+        to_ns: p.time("to")?,
+        limit: u32::try_from(p.int("limit", 1, 1000)?.unwrap_or(100)).unwrap_or(100),
+    };
+    let rows = state.storage.anomalies(q).await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let a = &r.anomaly;
+            let time = format_nanos;
+            json!({
+                "id": a.id,
+                "tenant": a.tenant,
+                "model": a.model,
+                "metric": a.metric,
+                "kind": a.kind.as_str(),
+                "state": if a.open { "open" } else { "closed" },
+                "started_at": time(a.started_ns),
+                "updated_at": time(a.updated_ns),
+                "ended_at": a.ended_ns.map(time),
+                "observed": a.observed,
+                "peak": a.peak,
+                "baseline_mean": a.baseline_mean,
+                "baseline_std_dev": a.baseline_std_dev,
+                "z_score": a.z_score,
+                "max_abs_z_score": a.max_abs_z_score,
+                "buckets": a.buckets,
+                "findings": (a.kind == crate::anomaly::AnomalyKind::Rule).then_some(a.total),
+                "deliveries": r.deliveries.iter().map(|d| json!({
+                    "sink": d.sink,
+                    "event": d.event,
+                    "status": d.status,
+                    "attempts": d.attempts,
+                    "last_error": d.last_error,
+                    "updated_at": time(d.updated_ns),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "anomalies": rows })))
 }
 
 async fn findings<S: Storage + Clone>(

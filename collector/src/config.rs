@@ -29,6 +29,184 @@ pub struct CollectorConfig {
     pub max_concurrent_batches: usize,
     /// How long shutdown may take before the collector exits anyway (ms).
     pub shutdown_timeout_ms: u64,
+    /// Per-tenant anomaly detection and alerting (docs/anomalies.md).
+    pub anomaly: AnomalyConfig,
+}
+
+/// The `anomaly` section: the detector's parameters, its schedule, and where alerts go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Run the detector.
+    pub enabled: bool,
+    /// Length of a time bucket (seconds).
+    pub bucket_seconds: u64,
+    /// How long after a bucket ends it is evaluated, for summaries still on their way (seconds).
+    pub grace_seconds: u64,
+    /// Half-life of the baselines, in buckets.
+    pub half_life_buckets: f64,
+    /// |z| at or above which a bucket deviates.
+    pub threshold: f64,
+    /// Deviating buckets in a row before an anomaly opens.
+    pub consecutive: u32,
+    /// A spike is at least this many times the baseline, a drop at most its inverse.
+    pub min_ratio: f64,
+    /// Buckets a baseline needs before it can raise anything.
+    pub warmup_buckets: u32,
+    /// Normal buckets in a row that close an anomaly.
+    pub cooldown_buckets: u32,
+    /// Mean requests per bucket below which a series is not judged.
+    pub min_requests: f64,
+    /// Fewest requests in a bucket for its error / block rate and p95 latency to count.
+    pub min_rate_requests: u64,
+    /// Watch each tenant × model as well as each tenant.
+    pub per_model: bool,
+    /// Raise drops (traffic stopping) as well as spikes.
+    pub detect_drops: bool,
+    /// Forget a series idle this many buckets.
+    pub forget_after_buckets: u32,
+    /// Blocked injections from one tenant in one bucket that make a burst (0: off).
+    pub injection_burst: u64,
+    /// Raise an anomaly for any secret found in a response.
+    pub secret_in_response: bool,
+    /// Save the detector's state every this many buckets (and at shutdown).
+    pub checkpoint_buckets: u32,
+    /// With no saved state, learn from this many buckets of stored history first.
+    pub history_buckets: u32,
+    /// Where openings and closings are sent.
+    pub sinks: Vec<SinkConfig>,
+    /// Tries per delivery before it is recorded as failed.
+    pub delivery_attempts: u32,
+    /// Delay before the first retry (ms); doubled each time.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        let d = crate::anomaly::DetectorSettings::default();
+        AnomalyConfig {
+            enabled: true,
+            bucket_seconds: 60,
+            grace_seconds: 30,
+            half_life_buckets: d.half_life_buckets,
+            threshold: d.threshold,
+            consecutive: d.consecutive,
+            min_ratio: d.min_ratio,
+            warmup_buckets: d.warmup_buckets,
+            cooldown_buckets: d.cooldown_buckets,
+            min_requests: d.min_requests,
+            min_rate_requests: d.min_rate_requests,
+            per_model: d.per_model,
+            detect_drops: d.detect_drops,
+            forget_after_buckets: d.forget_after_buckets,
+            injection_burst: d.injection_burst,
+            secret_in_response: d.secret_in_response,
+            checkpoint_buckets: 15,
+            history_buckets: 120,
+            sinks: Vec::new(),
+            delivery_attempts: 5,
+            retry_backoff_ms: 1000,
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// The detector's parameters.
+    pub fn settings(&self) -> crate::anomaly::DetectorSettings {
+        crate::anomaly::DetectorSettings {
+            bucket_ns: i64::try_from(self.bucket_seconds.saturating_mul(1_000_000_000))
+                .unwrap_or(i64::MAX),
+            half_life_buckets: self.half_life_buckets,
+            threshold: self.threshold,
+            consecutive: self.consecutive,
+            min_ratio: self.min_ratio,
+            warmup_buckets: self.warmup_buckets,
+            cooldown_buckets: self.cooldown_buckets,
+            min_requests: self.min_requests,
+            min_rate_requests: self.min_rate_requests,
+            per_model: self.per_model,
+            detect_drops: self.detect_drops,
+            forget_after_buckets: self.forget_after_buckets,
+            injection_burst: self.injection_burst,
+            secret_in_response: self.secret_in_response,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let a = |f: &str| format!("anomaly.{f}");
+        if !(1..=86_400).contains(&self.bucket_seconds) {
+            return Err(err(&a("bucket_seconds"), "must be between 1 and 86400"));
+        }
+        if self.grace_seconds > 3_600 {
+            return Err(err(&a("grace_seconds"), "must be at most 3600"));
+        }
+        if !(self.half_life_buckets > 0.0 && self.half_life_buckets.is_finite()) {
+            return Err(err(&a("half_life_buckets"), "must be a positive number"));
+        }
+        if !(self.threshold > 0.0 && self.threshold.is_finite()) {
+            return Err(err(&a("threshold"), "must be a positive number"));
+        }
+        if !(self.min_ratio >= 1.0 && self.min_ratio.is_finite()) {
+            return Err(err(&a("min_ratio"), "must be at least 1"));
+        }
+        if self.consecutive == 0 || self.cooldown_buckets == 0 || self.checkpoint_buckets == 0 {
+            let f = if self.consecutive == 0 {
+                "consecutive"
+            } else if self.cooldown_buckets == 0 {
+                "cooldown_buckets"
+            } else {
+                "checkpoint_buckets"
+            };
+            return Err(err(&a(f), "must be at least 1"));
+        }
+        if self.delivery_attempts == 0 {
+            return Err(err(&a("delivery_attempts"), "must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let field = |f: &str| format!("anomaly.sinks[{i}].{f}");
+            let (name, url) = match sink {
+                SinkConfig::Webhook {
+                    name, url, secret, ..
+                } => {
+                    if secret.len() < 16 {
+                        return Err(err(&field("secret"), "needs at least 16 characters"));
+                    }
+                    (name, url)
+                }
+                SinkConfig::Slack { name, url } => (name, url),
+            };
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(err(&field("name"), "must be present and unique"));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(err(&field("url"), "must be an http:// or https:// URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One alert destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SinkConfig {
+    /// JSON POST signed with HMAC-SHA256 (`x-tollgate-signature`, `x-tollgate-timestamp`).
+    Webhook {
+        name: String,
+        url: String,
+        /// The shared signing secret (at least 16 characters).
+        secret: String,
+        /// Per-attempt timeout (ms).
+        #[serde(default = "default_sink_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// A Slack incoming webhook.
+    Slack { name: String, url: String },
+}
+
+fn default_sink_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Where traces are stored.
@@ -135,6 +313,7 @@ impl Default for CollectorConfig {
             max_message_bytes: 4 << 20,
             max_concurrent_batches: 64,
             shutdown_timeout_ms: 10_000,
+            anomaly: AnomalyConfig::default(),
         }
     }
 }
@@ -234,6 +413,7 @@ impl CollectorConfig {
                 ));
             }
         }
+        self.anomaly.validate()?;
         if self.ingest_tokens.iter().any(|t| t.len() < 16) {
             return Err(err(
                 "ingest_tokens",
@@ -301,6 +481,45 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("ingest_tokens"));
+    }
+
+    #[test]
+    fn anomaly_settings_parse_and_are_checked() {
+        let c = CollectorConfig::from_yaml(
+            "anomaly:\n  bucket_seconds: 300\n  threshold: 4\n  sinks:\n    - {kind: webhook, name: ops, url: 'https://hooks.example.com/x', secret: 0123456789abcdef}\n    - {kind: slack, name: chat, url: 'https://hooks.slack.com/services/T/B/X'}\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        let s = c.anomaly.settings();
+        assert_eq!(s.bucket_ns, 300_000_000_000);
+        assert_eq!(s.threshold, 4.0);
+        assert_eq!(c.anomaly.sinks.len(), 2);
+        for (yaml, field) in [
+            ("bucket_seconds: 0", "anomaly.bucket_seconds"),
+            ("threshold: -1", "anomaly.threshold"),
+            ("min_ratio: 0.5", "anomaly.min_ratio"),
+            ("consecutive: 0", "anomaly.consecutive"),
+            (
+                "sinks: [{kind: webhook, name: a, url: 'http://x', secret: short}]",
+                "anomaly.sinks[0].secret",
+            ),
+            (
+                "sinks: [{kind: slack, name: a, url: 'ftp://x'}]",
+                "anomaly.sinks[0].url",
+            ),
+            (
+                "sinks: [{kind: slack, name: a, url: 'http://x'}, {kind: slack, name: a, url: 'http://y'}]",
+                "anomaly.sinks[1].name",
+            ),
+        ] {
+            let c = CollectorConfig::from_yaml(&format!("anomaly: {{{yaml}}}\n")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{yaml}: {e}");
+        }
+        let e = CollectorConfig::from_yaml("anomaly: {treshold: 3}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("treshold"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,8 @@ use tokio_util::task::TaskTracker;
 
 /// How often old traces are deleted.
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+/// Alerts waiting for delivery; beyond that they are dropped and counted.
+const ALERT_QUEUE: usize = 1024;
 
 /// Addresses the servers actually listen on (ports may have been 0).
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +162,53 @@ pub async fn serve<S: Storage + Clone>(
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+
+    // anomaly detection and alerts
+    if config.anomaly.enabled {
+        let a = &config.anomaly;
+        let notices = if a.sinks.is_empty() {
+            None
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(ALERT_QUEUE);
+            let notifier = anomaly::sink::Notifier::new(
+                storage.clone(),
+                a.sinks.clone(),
+                a.delivery_attempts,
+                Duration::from_millis(a.retry_backoff_ms),
+                metrics.clone(),
+            );
+            tracker.spawn(notifier.run(rx));
+            Some(tx)
+        };
+        let started = time::now_ns();
+        let holder = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let settings = a.settings();
+        let schedule = anomaly::driver::Schedule {
+            grace_ns: i64::try_from(a.grace_seconds.saturating_mul(1_000_000_000))
+                .unwrap_or(i64::MAX),
+            checkpoint_buckets: a.checkpoint_buckets,
+            history_buckets: a.history_buckets,
+            ..anomaly::driver::Schedule::default()
+        };
+        // a tick a few times per bucket, between 1 and 10 seconds
+        let tick = Duration::from_secs((a.bucket_seconds / 4).clamp(1, 10));
+        tracing::info!(holder = %holder, bucket_seconds = a.bucket_seconds, sinks = a.sinks.len(), "anomaly detection on");
+        let driver = anomaly::driver::Driver::new(
+            storage.clone(),
+            settings,
+            schedule,
+            holder,
+            started,
+            notices,
+            metrics.clone(),
+        );
+        tracker.spawn(anomaly::driver::run(
+            driver,
+            Arc::new(anomaly::driver::SystemClock),
+            tick,
+            shutdown.clone(),
+        ));
+    }
 
     // retention
     if config.retention_days > 0 {

@@ -14,6 +14,12 @@ pub struct CollectorMetrics {
     commit_micros: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     api: Mutex<BTreeMap<(String, u16), (u64, u64)>>,
+    /// Anomalies opened, by metric.
+    anomalies: Mutex<BTreeMap<String, u64>>,
+    /// Alert deliveries, by sink and outcome (`sent` / `failed`).
+    alerts: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Buckets the detector evaluated.
+    buckets: AtomicU64,
 }
 
 impl CollectorMetrics {
@@ -41,6 +47,25 @@ impl CollectorMetrics {
             e.0 += 1;
             e.1 += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         }
+    }
+
+    /// An anomaly on `metric` was opened.
+    pub fn anomaly_opened(&self, metric: &str) {
+        if let Ok(mut m) = self.anomalies.lock() {
+            *m.entry(metric.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// An alert to `sink` was delivered (`sent`) or given up (`failed`).
+    pub fn alert(&self, sink: &str, outcome: &'static str) {
+        if let Ok(mut m) = self.alerts.lock() {
+            *m.entry((sink.to_string(), outcome)).or_insert(0) += 1;
+        }
+    }
+
+    /// The detector evaluated a bucket.
+    pub fn bucket_evaluated(&self) {
+        self.buckets.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -86,6 +111,28 @@ impl CollectorMetrics {
                 ));
             }
         }
+        line("# TYPE tollgate_collector_anomalies_raised_total counter".into());
+        if let Ok(m) = self.anomalies.lock() {
+            for (metric, n) in m.iter() {
+                line(format!(
+                    "tollgate_collector_anomalies_raised_total{{metric=\"{metric}\"}} {n}"
+                ));
+            }
+        }
+        line("# TYPE tollgate_collector_alerts_sent_total counter".into());
+        line("# TYPE tollgate_collector_alerts_failed_total counter".into());
+        if let Ok(m) = self.alerts.lock() {
+            for ((sink, outcome), n) in m.iter() {
+                line(format!(
+                    "tollgate_collector_alerts_{outcome}_total{{sink=\"{sink}\"}} {n}"
+                ));
+            }
+        }
+        line("# TYPE tollgate_collector_anomaly_buckets_total counter".into());
+        line(format!(
+            "tollgate_collector_anomaly_buckets_total {}",
+            self.buckets.load(Ordering::Relaxed)
+        ));
         if let Some(n) = stored {
             line("# TYPE tollgate_collector_stored_traces gauge".into());
             line(format!("tollgate_collector_stored_traces {n}"));

@@ -232,6 +232,9 @@ async fn query_api_errors_auth_and_openapi() {
         ("/v1/usage?group_by=planet", "group_by"),
         ("/v1/usage?bucket=fortnight", "bucket"),
         ("/v1/findings?by=mood", "by"),
+        ("/v1/findings?direction=sideways&colour=red", "colour"),
+        ("/v1/anomalies?state=maybe", "state"),
+        ("/v1/anomalies?limit=0", "limit"),
     ] {
         let (status, v) = get_json(http, path).await;
         assert_eq!(status, 400, "{path}");
@@ -256,6 +259,7 @@ async fn query_api_errors_auth_and_openapi() {
         "/v1/traces/{request_id}",
         "/v1/usage",
         "/v1/findings",
+        "/v1/anomalies",
     ] {
         assert!(doc["paths"][p].is_object(), "{p}");
     }
@@ -358,6 +362,52 @@ async fn roles_gate_endpoints_and_tenant_keys_see_only_their_tenants_everywhere(
     let (s, v) = get_as(h, "/v1/findings?by=rule", &operator).await;
     assert_eq!((s, v["rows"][0]["findings"].as_u64()), (200, Some(1)));
     assert_eq!(get_as(h, "/v1/keys", &operator).await.0, 403);
+
+    // anomalies: a viewer sees its tenants' only
+    {
+        use tollgate_collector::anomaly::{Anomaly, AnomalyKind};
+        use tollgate_collector::storage::sqlite::SqliteStorage;
+        use tollgate_collector::storage::Storage;
+        let store = SqliteStorage::open(&c.db).unwrap();
+        let anomaly = |id: &str, tenant: &str| Anomaly {
+            id: id.into(),
+            tenant: tenant.into(),
+            model: None,
+            metric: "cost_micro_usd".into(),
+            kind: AnomalyKind::Spike,
+            open: true,
+            started_ns: 1_795_305_600_000_000_000,
+            updated_ns: 1_795_305_720_000_000_000,
+            ended_ns: None,
+            observed: 50_000.0,
+            peak: 50_000.0,
+            baseline_mean: 10_000.0,
+            baseline_std_dev: 900.0,
+            z_score: 11.0,
+            max_abs_z_score: 11.0,
+            buckets: 2,
+            total: 0,
+        };
+        store
+            .put_anomalies(vec![anomaly("an_a", "acme"), anomaly("an_b", "beta")])
+            .await
+            .unwrap();
+    }
+    let (s, v) = get_as(h, "/v1/anomalies", &viewer).await;
+    assert_eq!(
+        (s, tenants(&v, "anomalies", "/tenant")),
+        (200, vec!["acme".to_string()])
+    );
+    assert_eq!(v["anomalies"][0]["state"], "open");
+    assert_eq!(v["anomalies"][0]["started_at"], "2026-11-22T00:00:00Z");
+    assert_eq!(v["anomalies"][0]["z_score"], 11.0);
+    let (s, v) = get_json(h, "/v1/anomalies?state=open&metric=cost_micro_usd").await;
+    assert_eq!(
+        (s, tenants(&v, "anomalies", "/tenant")),
+        (200, vec!["acme".to_string(), "beta".to_string()])
+    );
+    let (_, v) = get_json(h, "/v1/anomalies?state=closed").await;
+    assert!(v["anomalies"].as_array().unwrap().is_empty());
 
     // admin (bootstrap): everything; keys are listed without secrets; revoked keys are refused
     let (s, v) = get_json(h, "/v1/traces").await;

@@ -76,13 +76,15 @@ struct MetricState {
     streak_sign: i8,
     /// First bucket of the streak.
     streak_start: i64,
-    open: Option<Open>,
+    /// Boxed: most metrics of most series have none, and an anomaly is large.
+    open: Option<Box<Open>>,
 }
 
 /// One series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct SeriesState {
-    metrics: BTreeMap<Metric, MetricState>,
+    /// One per [`Metric::ALL`], in that order.
+    metrics: [MetricState; 7],
     /// Buckets in a row without a request.
     idle: u32,
 }
@@ -146,7 +148,7 @@ impl DetectorState {
     pub fn open(&self) -> Vec<&Anomaly> {
         let metric = self.series.values().flat_map(|s| {
             s.metrics
-                .values()
+                .iter()
                 .filter_map(|m| m.open.as_ref().map(|o| &o.anomaly))
         });
         metric
@@ -226,13 +228,15 @@ impl Detector {
             // the series' usual volume, before this bucket
             let requests = state
                 .metrics
-                .get(&Metric::Requests)
+                .get(Metric::Requests.index())
                 .map_or(0.0, |m| m.baseline.mean);
             for metric in Metric::ALL {
                 let Some(x) = values.value(metric, settings.min_rate_requests) else {
                     continue;
                 };
-                let m = state.metrics.entry(metric).or_default();
+                let Some(m) = state.metrics.get_mut(metric.index()) else {
+                    continue;
+                };
                 if let Some(event) = score(
                     settings, alpha, key, metric, m, x, requests, bucket_ns, bucket_end,
                 ) {
@@ -241,7 +245,7 @@ impl Detector {
             }
             // forget a series idle long enough, once nothing about it is open
             state.idle < settings.forget_after_buckets
-                || state.metrics.values().any(|m| m.open.is_some())
+                || state.metrics.iter().any(|m| m.open.is_some())
         });
         self.rules(bucket_ns, bucket_end, rules, &mut events);
         events
@@ -456,7 +460,7 @@ fn score(
                 total: 0,
             };
             event = Some(AnomalyEvent::Opened(anomaly.clone()));
-            m.open = Some(Open { anomaly, calm: 0 });
+            m.open = Some(Box::new(Open { anomaly, calm: 0 }));
             m.streak = 0;
         }
     } else {

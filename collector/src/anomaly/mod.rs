@@ -16,6 +16,8 @@
 
 pub mod baseline;
 pub mod detector;
+pub mod driver;
+pub mod sink;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,11 @@ impl Metric {
         Metric::BlockRate,
         Metric::LatencyP95Ms,
     ];
+
+    /// Position in [`Metric::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
