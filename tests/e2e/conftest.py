@@ -113,9 +113,10 @@ ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 class Collector:
     """The real collector binary on free ports, with its own database (kept across restarts)."""
 
-    def __init__(self, storage: str = ""):
+    def __init__(self, storage: str = "", config: str = ""):
         assert COLLECTOR_BIN.exists(), f"{COLLECTOR_BIN} is missing: cargo build -p tollgate-collector"
         self.storage = storage
+        self.config = config
         self.dir = tempfile.TemporaryDirectory(prefix="tollgate-collector-")
         self.grpc, self.http = free_port(), free_port()
         self.db = Path(self.dir.name) / "collector.db"
@@ -132,7 +133,8 @@ class Collector:
         self.log = open(Path(self.dir.name) / "collector.log", "a")
         self.proc = subprocess.Popen(
             [str(COLLECTOR_BIN), "--grpc-listen", self.address, "--http-listen", f"127.0.0.1:{self.http}",
-             *(["--storage", self.storage] if self.storage else ["--db", str(self.db)])],
+             *(["--storage", self.storage] if self.storage else ["--db", str(self.db)]),
+             *(["--config", self.config] if self.config else [])],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.dir.name)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -158,6 +160,10 @@ class Collector:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=10) as r:
+            return r.read().decode()
 
     def logs(self) -> str:
         return (Path(self.dir.name) / "collector.log").read_text(errors="replace")

@@ -184,8 +184,10 @@ impl<S: Storage> Driver<S> {
         let last = self.state().and_then(|s| s.last_bucket_ns);
         let mut next = match last {
             Some(l) => l.saturating_add(bucket),
-            None => closed_end
-                .saturating_sub(i64::from(self.schedule.history_buckets).saturating_mul(bucket)),
+            // the latest closed bucket, after as much stored history as configured
+            None => closed_end.saturating_sub(
+                i64::from(self.schedule.history_buckets.max(1)).saturating_mul(bucket),
+            ),
         };
         while next.saturating_add(bucket) <= closed_end
             && step.buckets < self.schedule.max_buckets_per_step
