@@ -218,6 +218,83 @@ async fn a_tenant_that_stops_is_raised_from_the_store() {
 /// One request a receiver got: headers and body.
 type Request = (axum::http::HeaderMap, Vec<u8>);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_rules_fire_from_the_store() {
+    use tollgate_proto::v1::{Action, Direction, Finding};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(dir.path().join("r.db")).unwrap();
+    let finding = |rule: &str, category: &str, action: Action, direction: Direction| Finding {
+        rule_id: rule.into(),
+        category: category.into(),
+        action: action as i32,
+        direction: direction as i32,
+        ..Finding::default()
+    };
+    // minute 10: acme sends six blocked injections, beta four (under the burst of five) and
+    // gets an API key back in a response
+    let mut batch = Vec::new();
+    for (i, mut t) in minute("acme", 10, 6, 1000).into_iter().enumerate() {
+        t.findings = vec![finding(
+            "pi.override.ignore-previous",
+            "injection.override",
+            Action::Block,
+            Direction::Request,
+        )];
+        t.findings_total = 1;
+        t.request_id = format!("inj-{i}");
+        batch.push(t);
+    }
+    for (i, mut t) in minute("beta", 10, 4, 1000).into_iter().enumerate() {
+        t.findings = vec![finding(
+            "pi.jailbreak.dan",
+            "injection.jailbreak",
+            Action::Block,
+            Direction::Request,
+        )];
+        if i == 0 {
+            t.findings.push(finding(
+                "secret.openai-key",
+                "secret",
+                Action::Redact,
+                Direction::Response,
+            ));
+        }
+        t.findings_total = u32::try_from(t.findings.len()).unwrap();
+        batch.push(t);
+    }
+    s.insert(batch).await.unwrap();
+    let mut d = driver(&s, "only", START);
+    d.step(after(10)).await.unwrap();
+    let all = s
+        .anomalies(AnomalyQuery {
+            limit: 10,
+            ..AnomalyQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String, f64)> = all
+        .iter()
+        .map(|a| {
+            (
+                a.anomaly.tenant.clone(),
+                a.anomaly.metric.clone(),
+                a.anomaly.observed,
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("acme".to_string(), "injection_burst".to_string(), 6.0),
+            ("beta".to_string(), "secret_in_response".to_string(), 1.0),
+        ]
+    );
+    assert!(all
+        .iter()
+        .all(|a| a.anomaly.kind == AnomalyKind::Rule && a.anomaly.open));
+}
+
 /// What a webhook receiver got.
 #[derive(Clone, Default)]
 struct Received(Arc<Mutex<Vec<Request>>>);
