@@ -485,8 +485,21 @@ async fn contract(s: impl Storage + Clone) {
 
     anomalies_contract(&s).await;
 
-    // retention
+    // retention: traces, and closed anomalies and members left behind
     assert_eq!(s.delete_before(MONDAY + DAY).await.unwrap(), 3);
+    let left = s
+        .anomalies(AnomalyQuery {
+            limit: 10,
+            ..AnomalyQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        anomaly_ids(left),
+        ["a3", "a2"],
+        "a1 closed before the cutoff; a2 is open"
+    );
+    assert!(s.members(0).await.unwrap().is_empty());
     assert_eq!(ids(&s, all()).await, ["b2", "b1", "a3"]);
     assert!(s
         .findings(FindingsQuery {

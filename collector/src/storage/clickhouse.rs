@@ -1164,6 +1164,43 @@ impl Storage for ClickHouseStorage {
                 .await?;
             mutations += 1;
         }
+        // closed anomalies last updated before the cutoff, their deliveries, departed members
+        let ended: Vec<String> = c
+            .query(
+                "SELECT id FROM (
+                    SELECT id, argMax(open, version) AS o, argMax(updated_ns, version) AS u
+                    FROM anomalies GROUP BY id
+                 ) WHERE o = 0 AND u < ?",
+            )
+            .bind(before_ns)
+            .fetch_all()
+            .await?;
+        for chunk in ended.chunks(EXISTS_CHUNK) {
+            for (table, column) in [("anomalies", "id"), ("deliveries", "anomaly_id")] {
+                let sql = format!(
+                    "ALTER TABLE {table} DELETE WHERE {column} IN {}",
+                    placeholders(chunk.len())
+                );
+                let mut q = c.query(&sql);
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                q.execute().await?;
+                mutations += 1;
+            }
+        }
+        let gone: u64 = c
+            .query("SELECT count() FROM members WHERE beat_ns < ?")
+            .bind(before_ns)
+            .fetch_one()
+            .await?;
+        if gone > 0 {
+            c.query("ALTER TABLE members DELETE WHERE beat_ns < ?")
+                .bind(before_ns)
+                .execute()
+                .await?;
+            mutations += 1;
+        }
         if mutations > 0 {
             // mutations run in the background; wait so the answer is final
             self.wait_for_mutations().await?;
@@ -1478,6 +1515,8 @@ fn day_text(day: i64) -> String {
     t.get(..10).unwrap_or("1970-01-01").to_string()
 }
 
+/// Ids per `IN (...)` list of a mutation (well under the server's query size limit).
+const EXISTS_CHUNK: usize = 1000;
 /// Bytes of request ids per duplicate-check query (the query size limit is raised to fit).
 const ID_QUERY_BYTES: usize = 4 << 20;
 /// Tries of one insert when ClickHouse is unavailable or busy.

@@ -283,7 +283,8 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         query: FindingsQuery,
     ) -> impl Future<Output = Result<Vec<FindingsRow>, StorageError>> + Send;
-    /// Deletes traces that started before `before_ns`; returns how many.
+    /// Deletes traces that started before `before_ns` (returns how many), and with them closed
+    /// anomalies last updated before it (with their deliveries) and members gone since.
     fn delete_before(
         &self,
         before_ns: i64,

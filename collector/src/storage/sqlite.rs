@@ -948,6 +948,17 @@ impl Storage for SqliteStorage {
                 "DELETE FROM usage_day WHERE day < ?1",
                 params![before_ns.div_euclid(DAY_NS)],
             )?;
+            // closed anomalies last updated before the cutoff, their deliveries, departed members
+            tx.execute(
+                "DELETE FROM deliveries WHERE anomaly_id IN
+                    (SELECT id FROM anomalies WHERE open = 0 AND updated_ns < ?1)",
+                params![before_ns],
+            )?;
+            tx.execute(
+                "DELETE FROM anomalies WHERE open = 0 AND updated_ns < ?1",
+                params![before_ns],
+            )?;
+            tx.execute("DELETE FROM members WHERE beat_ns < ?1", params![before_ns])?;
             tx.commit()?;
             Ok(n as u64)
         })
