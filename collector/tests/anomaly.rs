@@ -404,3 +404,94 @@ fn false_alarms_stay_rare_over_twenty_simulated_weeks() {
     eprintln!("false alarms over 20 weeks: {opened:?}");
     assert!(opened.len() <= 2, "{opened:?}");
 }
+
+#[test]
+fn a_long_spike_ends_without_a_false_drop_after_it() {
+    // three hours of 5× cost: the mean creeps up meanwhile; once the spike closes, the
+    // pre-incident baseline is restored, so normal traffic is not a "drop"
+    let (mut detector, mut rng) = warmed(3);
+    let spike_at = 7 * DAY_BUCKETS + 540;
+    let events = run(
+        &mut detector,
+        &mut rng,
+        7 * DAY_BUCKETS,
+        960,
+        |tenant, b| {
+            let mut p = Profile::normal(1.0);
+            if tenant == "gamma" && (spike_at..spike_at + 180).contains(&b) {
+                p.cost_factor = 5.0;
+            }
+            p
+        },
+    );
+    let opened: Vec<_> = events
+        .iter()
+        .filter_map(|(b, e)| match e {
+            AnomalyEvent::Opened(a) => Some((*b, a.tenant.clone(), a.metric.clone(), a.kind)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        opened
+            .iter()
+            .any(|(_, t, m, k)| t == "gamma" && m == "cost_micro_usd" && *k == AnomalyKind::Spike),
+        "{opened:?}"
+    );
+    assert!(
+        opened.iter().all(|(_, _, _, k)| *k == AnomalyKind::Spike),
+        "no drop after the spike: {opened:?}"
+    );
+    assert!(detector.state().open().is_empty(), "everything closed");
+}
+
+#[test]
+fn an_error_rate_anomaly_closes_when_calls_become_too_few_to_judge() {
+    let settings = DetectorSettings {
+        warmup_buckets: 10,
+        ..DetectorSettings::default()
+    };
+    let mut detector = Detector::new(settings);
+    let key = SeriesKey {
+        tenant: "acme".into(),
+        model: None,
+    };
+    let bucket = |requests, errors| {
+        BTreeMap::from([(
+            key.clone(),
+            BucketValues {
+                requests,
+                errors,
+                cost_micro_usd: requests as i64 * 1000,
+                input_tokens: requests * 100,
+                output_tokens: requests * 10,
+                ..BucketValues::default()
+            },
+        )])
+    };
+    let mut events = Vec::new();
+    for b in 0..30 {
+        events.extend(detector.evaluate(START + b * MINUTE, &bucket(100, 1), &[]));
+    }
+    assert!(events.is_empty(), "{events:?}");
+    // the provider fails: half the calls error
+    for b in 30..32 {
+        events.extend(detector.evaluate(START + b * MINUTE, &bucket(100, 50), &[]));
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AnomalyEvent::Opened(a) if a.metric == "error_rate")),
+        "{events:?}"
+    );
+    // clients back off to a handful of calls: the rate is no longer judged, and the
+    // anomaly closes after the cool-down instead of staying open for ever
+    for b in 32..40 {
+        events.extend(detector.evaluate(START + b * MINUTE, &bucket(5, 3), &[]));
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AnomalyEvent::Closed(a) if a.metric == "error_rate")),
+        "{events:?}"
+    );
+}

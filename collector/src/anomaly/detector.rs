@@ -65,6 +65,9 @@ struct Open {
     anomaly: Anomaly,
     /// Normal buckets in a row since the last deviating one.
     calm: u32,
+    /// The baseline before the incident: restored when values come back to it, so the mean's
+    /// slow creep during a long incident does not make the recovery look like a drop.
+    before: Baseline,
 }
 
 /// One metric of one series.
@@ -74,8 +77,16 @@ struct MetricState {
     /// Deviating buckets in a row (before an anomaly opens), with their sign.
     streak: u32,
     streak_sign: i8,
-    /// First bucket of the streak.
+    /// First bucket of the streak, its largest |z| and the value there, and the baseline
+    /// before it.
     streak_start: i64,
+    streak_max_z: f64,
+    streak_peak: f64,
+    streak_before: Baseline,
+    /// The baseline before an incident whose new level was learnt (it closed while values
+    /// stayed away), kept for a day: values coming back to it restore it instead of raising a
+    /// drop (or spike) against the learnt level.
+    previous: Option<(Baseline, i64)>,
     /// Boxed: most metrics of most series have none, and an anomaly is large.
     open: Option<Box<Open>>,
 }
@@ -100,6 +111,9 @@ struct RuleState {
 pub struct DetectorState {
     /// Start of the last bucket evaluated (unix ns).
     pub last_bucket_ns: Option<i64>,
+    /// The bucket length and per-model setting the state was built with.
+    bucket_ns: i64,
+    per_model: bool,
     #[serde(with = "pairs")]
     series: BTreeMap<SeriesKey, SeriesState>,
     #[serde(with = "pairs")]
@@ -165,6 +179,9 @@ pub struct Detector {
     state: DetectorState,
 }
 
+/// How long the baseline from before a learnt incident is remembered (a day).
+const REMEMBER_NS: i64 = 86_400_000_000_000;
+
 /// Share of the usual weight a deviating bucket gets in its baseline's mean.
 const DEVIATING_WEIGHT: f64 = 0.1;
 
@@ -173,8 +190,24 @@ impl Detector {
         Detector::resume(settings, DetectorState::default())
     }
 
-    /// Continues from a saved state.
-    pub fn resume(settings: DetectorSettings, state: DetectorState) -> Detector {
+    /// Continues from a saved state. A state built with another bucket length starts afresh
+    /// (its baselines count other units); tenant × model series go when `per_model` is off.
+    pub fn resume(settings: DetectorSettings, mut state: DetectorState) -> Detector {
+        if state.bucket_ns != settings.bucket_ns {
+            if state.last_bucket_ns.is_some() {
+                tracing::warn!(
+                    saved = state.bucket_ns,
+                    configured = settings.bucket_ns,
+                    "the bucket length changed: the detector starts afresh"
+                );
+            }
+            state = DetectorState::default();
+        }
+        if !settings.per_model {
+            state.series.retain(|k, _| k.model.is_none());
+        }
+        state.bucket_ns = settings.bucket_ns;
+        state.per_model = settings.per_model;
         Detector {
             alpha: Baseline::alpha(settings.half_life_buckets),
             settings,
@@ -231,17 +264,25 @@ impl Detector {
                 .get(Metric::Requests.index())
                 .map_or(0.0, |m| m.baseline.mean);
             for metric in Metric::ALL {
-                let Some(x) = values.value(metric, settings.min_rate_requests) else {
-                    continue;
-                };
                 let Some(m) = state.metrics.get_mut(metric.index()) else {
                     continue;
                 };
-                if let Some(event) = score(
-                    settings, alpha, key, metric, m, x, requests, bucket_ns, bucket_end,
-                ) {
-                    events.push(event);
-                }
+                let event = match values.value(metric, settings.min_rate_requests) {
+                    Some(x) => score(
+                        settings,
+                        alpha,
+                        key,
+                        metric,
+                        m,
+                        x,
+                        (requests, values.requests),
+                        bucket_ns,
+                        bucket_end,
+                    ),
+                    // nothing to judge (too few calls for a rate): an open anomaly cools down
+                    None => quiet(settings, m, bucket_end),
+                };
+                events.extend(event);
             }
             // forget a series idle long enough, once nothing about it is open
             state.idle < settings.forget_after_buckets
@@ -306,7 +347,11 @@ impl Detector {
                     self.state.rules.insert(
                         key,
                         RuleState {
-                            open: Open { anomaly, calm: 0 },
+                            open: Open {
+                                anomaly,
+                                calm: 0,
+                                before: Baseline::default(),
+                            },
                         },
                     );
                 }
@@ -337,16 +382,18 @@ impl Detector {
 /// equal requests (mean / √requests); rates as a binomial share (√(p(1-p)/requests)). So a
 /// quiet series needs a larger change to be anomalous than a busy one, and near-constant
 /// traffic does not make every small wobble a many-sigma event.
-fn spread_floor(metric: Metric, mean: f64, requests: f64) -> f64 {
+fn spread_floor(metric: Metric, mean: f64, requests: f64, bucket_requests: u64) -> f64 {
     let n = requests.max(1.0);
     match metric {
         Metric::Requests => mean.abs().sqrt().max(1.0),
         Metric::CostMicroUsd | Metric::InputTokens | Metric::OutputTokens => {
             (mean.abs() / n.sqrt()).max(1.0)
         }
+        // a rate is as noisy as this bucket's own number of calls makes it
         Metric::ErrorRate | Metric::BlockRate => {
             let p = mean.clamp(0.001, 0.999);
-            (p * (1.0 - p) / n).sqrt().max(0.005)
+            let calls = (bucket_requests as f64).max(1.0);
+            (p * (1.0 - p) / calls).sqrt().max(0.005)
         }
         Metric::LatencyP95Ms => (0.1 * mean.abs()).max(1.0),
     }
@@ -379,13 +426,32 @@ fn score(
     metric: Metric,
     m: &mut MetricState,
     x: f64,
-    requests: f64,
+    (requests, bucket_requests): (f64, u64),
     bucket_ns: i64,
     bucket_end: i64,
 ) -> Option<AnomalyEvent> {
+    let normal_for = |b: &Baseline| {
+        let spread = b
+            .std_dev()
+            .max(spread_floor(metric, b.mean, requests, bucket_requests));
+        ((x - b.mean) / spread).abs() < settings.threshold
+            || !big_enough(settings, metric, b.mean, x)
+    };
+    if let Some((before, until)) = m.previous {
+        if bucket_ns > until {
+            m.previous = None;
+        } else if m.open.is_none() && normal_for(&before) && !normal_for(&m.baseline) {
+            // back to the level before the incident: that baseline holds again
+            m.baseline = before;
+            m.previous = None;
+            m.streak = 0;
+            m.baseline.update(x, alpha);
+            return None;
+        }
+    }
     let mean = m.baseline.mean;
     let std_dev = m.baseline.std_dev();
-    let spread = std_dev.max(spread_floor(metric, mean, requests));
+    let spread = std_dev.max(spread_floor(metric, mean, requests, bucket_requests));
     let z = (x - mean) / spread;
     // too few samples, or too sparse a series to judge bucket by bucket
     let warm = m.baseline.samples >= settings.warmup_buckets
@@ -396,6 +462,7 @@ fn score(
         && (settings.detect_drops || z > 0.0);
     let sign: i8 = if z >= 0.0 { 1 } else { -1 };
     let mut event = None;
+    let mut restored = false;
     if let Some(open) = &mut m.open {
         let a = &mut open.anomaly;
         let same_way = (a.kind == AnomalyKind::Spike) == (sign > 0);
@@ -418,6 +485,15 @@ fn score(
                 let mut closed = a.clone();
                 closed.open = false;
                 closed.ended_ns = Some(bucket_end);
+                // back to where it was before: the pre-incident baseline holds again; else
+                // the new level was learnt, and the old baseline is kept for a while
+                let before = open.before;
+                if normal_for(&before) {
+                    m.baseline = before;
+                    restored = true;
+                } else {
+                    m.previous = Some((before, bucket_ns.saturating_add(REMEMBER_NS)));
+                }
                 event = Some(AnomalyEvent::Closed(closed));
                 m.open = None;
             }
@@ -429,6 +505,12 @@ fn score(
             m.streak = 1;
             m.streak_sign = sign;
             m.streak_start = bucket_ns;
+            m.streak_max_z = 0.0;
+            m.streak_before = m.baseline;
+        }
+        if z.abs() > m.streak_max_z {
+            m.streak_max_z = z.abs();
+            m.streak_peak = x;
         }
         if m.streak >= settings.consecutive.max(1) {
             let anomaly = Anomaly {
@@ -451,16 +533,20 @@ fn score(
                 updated_ns: bucket_end,
                 ended_ns: None,
                 observed: x,
-                peak: x,
+                peak: m.streak_peak,
                 baseline_mean: mean,
                 baseline_std_dev: std_dev,
                 z_score: z,
-                max_abs_z_score: z.abs(),
+                max_abs_z_score: m.streak_max_z,
                 buckets: m.streak,
                 total: 0,
             };
             event = Some(AnomalyEvent::Opened(anomaly.clone()));
-            m.open = Some(Box::new(Open { anomaly, calm: 0 }));
+            m.open = Some(Box::new(Open {
+                anomaly,
+                calm: 0,
+                before: m.streak_before,
+            }));
             m.streak = 0;
         }
     } else {
@@ -469,12 +555,32 @@ fn score(
     // normal buckets update mean and spread at the usual pace; a deviating one moves only the
     // mean, slowly, so an incident neither becomes normal at once nor widens the spread it is
     // judged by, while a lasting change of level is still learnt, ten times slower
-    if deviates {
+    if deviates && !restored {
         m.baseline.shift_mean(x, alpha * DEVIATING_WEIGHT);
     } else {
         m.baseline.update(x, alpha);
     }
     event
+}
+
+/// A bucket with nothing to judge for an open anomaly (a rate with too few calls): it counts
+/// towards the cool-down, so the anomaly closes once the metric stops being seen.
+fn quiet(
+    settings: &DetectorSettings,
+    m: &mut MetricState,
+    bucket_end: i64,
+) -> Option<AnomalyEvent> {
+    let open = m.open.as_mut()?;
+    open.calm = open.calm.saturating_add(1);
+    if open.calm < settings.cooldown_buckets {
+        return None;
+    }
+    let mut closed = open.anomaly.clone();
+    closed.open = false;
+    closed.ended_ns = Some(bucket_end);
+    closed.updated_ns = bucket_end;
+    m.open = None;
+    Some(AnomalyEvent::Closed(closed))
 }
 
 /// A stable id: the same incident gets the same id from any replica and after a restart.
