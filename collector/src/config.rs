@@ -43,6 +43,9 @@ pub struct AnomalyConfig {
     pub bucket_seconds: u64,
     /// How long after a bucket ends it is evaluated, for summaries still on their way (seconds).
     pub grace_seconds: u64,
+    /// After the collector starts, or ingest turns batches away, how long to wait before
+    /// scoring, while the gateways deliver what they held (seconds).
+    pub hold_seconds: u64,
     /// Half-life of the baselines, in buckets.
     pub half_life_buckets: f64,
     /// |z| at or above which a bucket deviates.
@@ -88,6 +91,7 @@ impl Default for AnomalyConfig {
             enabled: true,
             bucket_seconds: 60,
             grace_seconds: 30,
+            hold_seconds: 30,
             half_life_buckets: d.half_life_buckets,
             threshold: d.threshold,
             consecutive: d.consecutive,
@@ -140,6 +144,15 @@ impl AnomalyConfig {
         if self.grace_seconds > 3_600 {
             return Err(err(&a("grace_seconds"), "must be at most 3600"));
         }
+        if self.hold_seconds > 3_600 {
+            return Err(err(&a("hold_seconds"), "must be at most 3600"));
+        }
+        if !(self.min_requests >= 0.0 && self.min_requests.is_finite()) {
+            return Err(err(&a("min_requests"), "must be a number, 0 or more"));
+        }
+        if self.forget_after_buckets == 0 {
+            return Err(err(&a("forget_after_buckets"), "must be at least 1"));
+        }
         if !(self.half_life_buckets > 0.0 && self.half_life_buckets.is_finite()) {
             return Err(err(&a("half_life_buckets"), "must be a positive number"));
         }
@@ -167,10 +180,16 @@ impl AnomalyConfig {
             let field = |f: &str| format!("anomaly.sinks[{i}].{f}");
             let (name, url) = match sink {
                 SinkConfig::Webhook {
-                    name, url, secret, ..
+                    name,
+                    url,
+                    secret,
+                    timeout_ms,
                 } => {
                     if secret.len() < 16 {
                         return Err(err(&field("secret"), "needs at least 16 characters"));
+                    }
+                    if !(1..=60_000).contains(timeout_ms) {
+                        return Err(err(&field("timeout_ms"), "must be between 1 and 60000"));
                     }
                     (name, url)
                 }

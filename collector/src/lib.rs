@@ -188,6 +188,8 @@ pub async fn serve<S: Storage + Clone>(
                 .unwrap_or(i64::MAX),
             checkpoint_buckets: a.checkpoint_buckets,
             history_buckets: a.history_buckets,
+            hold_ns: i64::try_from(a.hold_seconds.saturating_mul(1_000_000_000))
+                .unwrap_or(i64::MAX),
             ..anomaly::driver::Schedule::default()
         };
         // a tick a few times per bucket, between 1 and 10 seconds

@@ -20,6 +20,9 @@ pub struct CollectorMetrics {
     alerts: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Buckets the detector evaluated.
     buckets: AtomicU64,
+    /// When ingest last turned a batch away for want of capacity or storage (unix ns): the
+    /// gateways retry, so buckets around then are not complete yet.
+    last_refusal_ns: std::sync::atomic::AtomicI64,
 }
 
 impl CollectorMetrics {
@@ -33,8 +36,17 @@ impl CollectorMetrics {
         );
     }
 
+    /// When ingest last turned a batch away to be retried (0: never).
+    pub fn last_refusal_ns(&self) -> i64 {
+        self.last_refusal_ns.load(Ordering::Relaxed)
+    }
+
     /// A batch was refused.
     pub fn rejected(&self, reason: &'static str) {
+        if matches!(reason, "busy" | "storage_unavailable" | "internal") {
+            self.last_refusal_ns
+                .store(crate::time::now_ns(), Ordering::Relaxed);
+        }
         if let Ok(mut m) = self.rejected.lock() {
             *m.entry(reason).or_insert(0) += 1;
         }

@@ -215,6 +215,74 @@ async fn a_tenant_that_stops_is_raised_from_the_store() {
     assert!(a.started_ns <= START + 61 * MINUTE, "{a:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoring_waits_after_start_and_refusals_and_old_incidents_are_not_alerted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(dir.path().join("h.db")).unwrap();
+    // an incident an hour ago (minutes 40-49), normal since, and a new one from minute 100
+    traffic(&s, 0, 102, |m| {
+        if (40..50).contains(&m) || m >= 100 {
+            5000
+        } else {
+            1000
+        }
+    })
+    .await;
+    let metrics = Arc::new(CollectorMetrics::default());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let started = after(100) - 10_000_000_000;
+    let mut d = Driver::new(
+        s.clone(),
+        DetectorSettings {
+            warmup_buckets: 20,
+            ..DetectorSettings::default()
+        },
+        Schedule {
+            history_buckets: 90,
+            ..schedule()
+        },
+        "only".into(),
+        started,
+        Some(tx),
+        metrics.clone(),
+    );
+    // started 10 s ago: gateways may still hold summaries, nothing is scored yet
+    let step = d.step(after(100)).await.unwrap();
+    assert!(step.leader && step.buckets == 0, "{step:?}");
+    // 30 s after the start it scores, history included
+    let step = d.step(after(101)).await.unwrap();
+    assert_eq!(step.buckets, 90);
+    let stored = s
+        .anomalies(AnomalyQuery {
+            tenant: Some("acme".into()),
+            metric: Some("cost_micro_usd".into()),
+            limit: 10,
+            ..AnomalyQuery::default()
+        })
+        .await
+        .unwrap();
+    let starts: Vec<i64> = stored
+        .iter()
+        .filter(|a| a.anomaly.model.is_none())
+        .map(|a| (a.anomaly.started_ns - START) / MINUTE)
+        .collect();
+    assert_eq!(starts, [100, 40], "both incidents are stored");
+    // only the live one was sent
+    let mut sent = Vec::new();
+    while let Ok(n) = rx.try_recv() {
+        sent.push(((n.anomaly.started_ns - START) / MINUTE, n.event));
+    }
+    assert!(
+        !sent.is_empty() && sent.iter().all(|(m, e)| *m == 100 && *e == "opened"),
+        "{sent:?}"
+    );
+    // ingest turning a batch away holds scoring again
+    traffic(&s, 102, 104, |_| 5000).await;
+    metrics.rejected("storage_unavailable");
+    let held = d.step(after(103)).await.unwrap();
+    assert_eq!(held.buckets, 0, "held after a refusal");
+}
+
 /// One request a receiver got: headers and body.
 type Request = (axum::http::HeaderMap, Vec<u8>);
 

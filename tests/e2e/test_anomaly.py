@@ -52,7 +52,7 @@ def test_a_cost_spike_through_envoy_is_raised_and_delivered_to_a_signed_webhook(
     receiver = Receiver()
     config = tmp_path / "collector.json"
     config.write_text(json.dumps({"anomaly": {
-        "bucket_seconds": 1, "grace_seconds": 1, "warmup_buckets": 5, "half_life_buckets": 5,
+        "bucket_seconds": 1, "grace_seconds": 1, "hold_seconds": 1, "warmup_buckets": 5, "half_life_buckets": 5,
         "min_requests": 1, "history_buckets": 0, "per_model": False,
         "sinks": [{"kind": "webhook", "name": "e2e", "url": receiver.url, "secret": SECRET}],
         "delivery_attempts": 3, "retry_backoff_ms": 100}}))

@@ -77,6 +77,10 @@ pub struct Schedule {
     pub lease_ns: i64,
     /// Most buckets evaluated in one step (catching up runs over several steps).
     pub max_buckets_per_step: u32,
+    /// After this collector starts, or after ingest last turned a batch away, wait this long
+    /// before scoring (ns): the gateways are still retrying what they hold, and a bucket
+    /// scored now would look emptier than it is.
+    pub hold_ns: i64,
 }
 
 impl Default for Schedule {
@@ -87,6 +91,7 @@ impl Default for Schedule {
             history_buckets: 120,
             lease_ns: 30_000_000_000,
             max_buckets_per_step: 1440,
+            hold_ns: 30_000_000_000,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Driver<S> {
     since_checkpoint: u32,
     notices: Option<mpsc::Sender<Notice>>,
     metrics: Arc<CollectorMetrics>,
+    /// Changes not stored yet (the store failed): stored first on the next step.
+    unrecorded: Vec<AnomalyEvent>,
 }
 
 impl<S: Storage> Driver<S> {
@@ -138,6 +145,7 @@ impl<S: Storage> Driver<S> {
             since_checkpoint: 0,
             notices,
             metrics,
+            unrecorded: Vec::new(),
         }
     }
 
@@ -146,8 +154,9 @@ impl<S: Storage> Driver<S> {
         self.detector.as_ref().map(Detector::state)
     }
 
-    /// One tick at `now_ns`: heartbeat, leadership, then every closed bucket not yet evaluated.
-    pub async fn step(&mut self, now_ns: i64) -> Result<Step, StorageError> {
+    /// Beats the heart and tells whether this member leads; a member that does not lead
+    /// drops its state (the leader's is the one that counts, and is reloaded on taking over).
+    async fn lead(&mut self, now_ns: i64) -> Result<bool, StorageError> {
         self.member.beat_ns = now_ns;
         self.storage.heartbeat(self.member.clone()).await?;
         let members = self
@@ -158,9 +167,27 @@ impl<S: Storage> Driver<S> {
             .first()
             .is_some_and(|m| m.holder == self.member.holder);
         if !leader {
-            // another member leads: its state is the one that counts
             self.detector = None;
+        }
+        Ok(leader)
+    }
+
+    /// One tick at `now_ns`: heartbeat, leadership, then every closed bucket not yet evaluated.
+    pub async fn step(&mut self, now_ns: i64) -> Result<Step, StorageError> {
+        if !self.lead(now_ns).await? {
             return Ok(Step::default());
+        }
+        // changes a failed store left behind go first
+        if !self.unrecorded.is_empty() {
+            let events = std::mem::take(&mut self.unrecorded);
+            self.record(events, true).await?;
+        }
+        let quiet_since = self.member.started_ns.max(self.metrics.last_refusal_ns());
+        if now_ns < quiet_since.saturating_add(self.schedule.hold_ns) {
+            return Ok(Step {
+                leader: true,
+                ..Step::default()
+            });
         }
         let bucket = self.settings.bucket_ns.max(1);
         if self.detector.is_none() {
@@ -189,16 +216,38 @@ impl<S: Storage> Driver<S> {
                 i64::from(self.schedule.history_buckets.max(1)).saturating_mul(bucket),
             ),
         };
+        // alerts go out for recent buckets only; older ones (stored history learnt on a fresh
+        // start, a long catch-up) are stored and served, not sent
+        let live_after = now_ns.saturating_sub(
+            self.schedule
+                .grace_ns
+                .saturating_add(self.schedule.hold_ns)
+                .saturating_add(bucket.saturating_mul(10)),
+        );
+        let started = std::time::Instant::now();
+        let mut beat = started;
         while next.saturating_add(bucket) <= closed_end
             && step.buckets < self.schedule.max_buckets_per_step
         {
+            // a long catch-up keeps the lease: beat again every third of it
+            let lease = std::time::Duration::from_nanos(
+                u64::try_from(self.schedule.lease_ns / 3).unwrap_or(0),
+            );
+            if beat.elapsed() >= lease {
+                beat = std::time::Instant::now();
+                let elapsed = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+                if !self.lead(now_ns.saturating_add(elapsed)).await? {
+                    return Ok(step);
+                }
+            }
             let (series, rules) = self.observe(next, bucket).await?;
             let events = match self.detector.as_mut() {
                 Some(d) => d.evaluate(next, &series, &rules),
                 None => Vec::new(),
             };
             step.events += u32::try_from(events.len()).unwrap_or(u32::MAX);
-            self.record(events).await?;
+            let live = next.saturating_add(bucket) >= live_after;
+            self.record(events, live).await?;
             self.metrics.bucket_evaluated();
             step.buckets += 1;
             self.since_checkpoint += 1;
@@ -302,8 +351,9 @@ impl<S: Storage> Driver<S> {
         Ok((series, rules))
     }
 
-    /// Stores the changed anomalies and hands openings and closings to the notifier.
-    async fn record(&self, events: Vec<AnomalyEvent>) -> Result<(), StorageError> {
+    /// Stores the changed anomalies and, for `live` buckets, hands openings and closings to
+    /// the notifier. Changes the store refused are kept and stored on the next step.
+    async fn record(&mut self, events: Vec<AnomalyEvent>, live: bool) -> Result<(), StorageError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -312,9 +362,22 @@ impl<S: Storage> Driver<S> {
         for e in &events {
             latest.insert(e.anomaly().id.clone(), e.anomaly().clone());
         }
-        self.storage
+        if let Err(e) = self
+            .storage
             .put_anomalies(latest.into_values().collect())
-            .await?;
+            .await
+        {
+            self.unrecorded.extend(events);
+            return Err(e);
+        }
+        if !live {
+            for e in &events {
+                if let AnomalyEvent::Opened(a) = e {
+                    self.metrics.anomaly_opened(&a.metric);
+                }
+            }
+            return Ok(());
+        }
         for e in events {
             let event = match &e {
                 AnomalyEvent::Opened(a) => {

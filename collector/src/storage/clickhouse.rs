@@ -591,6 +591,22 @@ impl Core {
                 continue;
             }
             for sql in statements {
+                // a column added by a run that stopped before recording its version
+                if let Some(column) = sql
+                    .strip_prefix("ALTER TABLE traces ADD COLUMN ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                {
+                    let n: u64 = self
+                        .client
+                        .query("SELECT count() FROM system.columns WHERE database = ? AND table = 'traces' AND name = ?")
+                        .bind(self.database.as_str())
+                        .bind(column)
+                        .fetch_one()
+                        .await?;
+                    if n > 0 {
+                        continue;
+                    }
+                }
                 self.client.query(&sql).execute().await?;
             }
             self.client
@@ -1343,7 +1359,7 @@ impl ClickHouseStorage {
             outer.params.push(Param::I(i64::from(open)));
         }
         if let Some(f) = q.from_ns {
-            outer.clauses.push("u >= ?".into());
+            outer.clauses.push("(o = 1 OR u >= ?)".into());
             outer.params.push(Param::I(f));
         }
         if let Some(t) = q.to_ns {

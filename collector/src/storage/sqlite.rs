@@ -1016,7 +1016,7 @@ impl Storage for SqliteStorage {
             }
             // overlapping the range: started before its end, last updated after its start
             if let Some(f) = q.from_ns {
-                w.clauses.push("updated_ns >= ?".into());
+                w.clauses.push("(open = 1 OR updated_ns >= ?)".into());
                 w.params.push(SqlValue::Integer(f));
             }
             if let Some(t) = q.to_ns {
