@@ -530,3 +530,91 @@ async fn a_failing_receiver_is_retried_and_the_failure_recorded() {
     assert!(text.contains("tollgate_collector_alerts_failed_total{sink=\"chat\"} 1"));
     assert!(text.contains("tollgate_collector_alerts_failed_total{sink=\"gone\"} 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_does_not_hold_up_the_other_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStorage::open(dir.path().join("e.db")).unwrap();
+    s.put_anomalies(vec![notice().anomaly]).await.unwrap();
+    // a receiver that answers only when released
+    let (release, released) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let mut released = released.clone();
+            async move {
+                while !*released.borrow() {
+                    if released.changed().await.is_err() {
+                        break;
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (healthy, got) = receiver(204).await;
+    let secret = "a-shared-secret-of-32-characters".to_string();
+    let sinks = vec![
+        SinkConfig::Webhook {
+            name: "slow".into(),
+            url: hanging,
+            secret: secret.clone(),
+            timeout_ms: 30_000,
+        },
+        SinkConfig::Webhook {
+            name: "fast".into(),
+            url: healthy,
+            secret,
+            timeout_ms: 2_000,
+        },
+    ];
+    let notifier = Notifier::new(
+        s.clone(),
+        sinks,
+        1,
+        Duration::from_millis(10),
+        Arc::new(CollectorMetrics::default()),
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let running = tokio::spawn(notifier.run(rx));
+    tx.send(notice()).await.unwrap();
+    // the healthy sink gets the alert while the other one still hangs
+    for _ in 0..100 {
+        if !got.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        got.0.lock().unwrap().len(),
+        1,
+        "the healthy sink was not held up"
+    );
+    assert!(!running.is_finished());
+    release.send(true).unwrap();
+    drop(tx);
+    running.await.unwrap();
+    let stored = s
+        .anomalies(AnomalyQuery {
+            limit: 10,
+            ..AnomalyQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut status: Vec<(String, String)> = stored[0]
+        .deliveries
+        .iter()
+        .map(|d| (d.sink.clone(), d.status.clone()))
+        .collect();
+    status.sort();
+    assert_eq!(
+        status,
+        [
+            ("fast".to_string(), "delivered".to_string()),
+            ("slow".to_string(), "delivered".to_string())
+        ]
+    );
+}

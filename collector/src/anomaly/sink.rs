@@ -71,7 +71,16 @@ pub fn summary_line(event: &str, a: &Anomaly) -> String {
     }
 }
 
-/// Delivers notices to the sinks, one after another.
+/// Alerts waiting per sink.
+const SINK_QUEUE: usize = 256;
+
+fn sink_name(sink: &SinkConfig) -> &str {
+    match sink {
+        SinkConfig::Webhook { name, .. } | SinkConfig::Slack { name, .. } => name,
+    }
+}
+
+/// Delivers notices to the sinks, each on its own queue.
 pub struct Notifier<S> {
     storage: S,
     sinks: Vec<SinkConfig>,
@@ -99,20 +108,51 @@ impl<S: Storage> Notifier<S> {
         }
     }
 
-    /// Delivers until the channel closes.
+    /// Delivers until the channel closes: each sink has its own queue and task, so a slow or
+    /// dead receiver delays only its own alerts. A sink whose queue is full gets the alert
+    /// recorded as failed.
     pub async fn run(self, mut notices: mpsc::Receiver<Notice>) {
+        let this = Arc::new(self);
+        let mut queues = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for sink in this.sinks.clone() {
+            let (tx, mut rx) = mpsc::channel::<Notice>(SINK_QUEUE);
+            let worker = this.clone();
+            let name = sink_name(&sink).to_string();
+            tasks.spawn(async move {
+                while let Some(notice) = rx.recv().await {
+                    worker.deliver(&sink, &notice).await;
+                }
+            });
+            queues.push((name, tx));
+        }
         while let Some(notice) = notices.recv().await {
-            for sink in &self.sinks {
-                self.deliver(sink, &notice).await;
+            for (name, tx) in &queues {
+                if tx.try_send(notice.clone()).is_err() {
+                    tracing::warn!(sink = %name, anomaly = %notice.anomaly.id, "alert queue of this sink is full; the alert is dropped");
+                    this.metrics.alert(name, "failed");
+                    let dropped = Delivery {
+                        anomaly_id: notice.anomaly.id.clone(),
+                        event: notice.event.to_string(),
+                        sink: name.clone(),
+                        status: "failed".into(),
+                        attempts: 0,
+                        last_error: Some("the sink's alert queue was full".into()),
+                        updated_ns: crate::time::now_ns(),
+                    };
+                    if let Err(e) = this.storage.put_deliveries(vec![dropped]).await {
+                        tracing::warn!(error = %e, "recording an alert delivery failed");
+                    }
+                }
             }
         }
+        drop(queues);
+        while tasks.join_next().await.is_some() {}
     }
 
     /// One notice to one sink, retried; its status recorded after every attempt.
     pub async fn deliver(&self, sink: &SinkConfig, notice: &Notice) -> Delivery {
-        let name = match sink {
-            SinkConfig::Webhook { name, .. } | SinkConfig::Slack { name, .. } => name.clone(),
-        };
+        let name = sink_name(sink).to_string();
         let mut delivery = Delivery {
             anomaly_id: notice.anomaly.id.clone(),
             event: notice.event.to_string(),
