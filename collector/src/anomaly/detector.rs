@@ -70,23 +70,32 @@ struct Open {
     before: Baseline,
 }
 
+/// Deviating buckets in a row, before an anomaly opens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Streak {
+    len: u32,
+    /// +1 above the baseline, -1 below.
+    sign: i8,
+    /// The first bucket's start.
+    start: i64,
+    /// The largest |z| so far, and the value there.
+    max_z: f64,
+    peak: f64,
+    /// The baseline before the first bucket.
+    before: Baseline,
+}
+
 /// One metric of one series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct MetricState {
     baseline: Baseline,
-    /// Deviating buckets in a row (before an anomaly opens), with their sign.
-    streak: u32,
-    streak_sign: i8,
-    /// First bucket of the streak, its largest |z| and the value there, and the baseline
-    /// before it.
-    streak_start: i64,
-    streak_max_z: f64,
-    streak_peak: f64,
-    streak_before: Baseline,
+    /// Deviating buckets in a row before an anomaly opens (boxed, like the two below: most
+    /// metrics of most series have none, and memory per series is what scale costs).
+    streak: Option<Box<Streak>>,
     /// The baseline before an incident whose new level was learnt (it closed while values
-    /// stayed away), kept for a day: values coming back to it restore it instead of raising a
-    /// drop (or spike) against the learnt level.
-    previous: Option<(Baseline, i64)>,
+    /// stayed away), and until when it is kept (a day): values coming back to it restore it
+    /// instead of raising a drop (or spike) against the learnt level.
+    previous: Option<Box<(Baseline, i64)>>,
     /// Boxed: most metrics of most series have none, and an anomaly is large.
     open: Option<Box<Open>>,
 }
@@ -437,14 +446,14 @@ fn score(
         ((x - b.mean) / spread).abs() < settings.threshold
             || !big_enough(settings, metric, b.mean, x)
     };
-    if let Some((before, until)) = m.previous {
+    if let Some((before, until)) = m.previous.as_deref().copied() {
         if bucket_ns > until {
             m.previous = None;
         } else if m.open.is_none() && normal_for(&before) && !normal_for(&m.baseline) {
             // back to the level before the incident: that baseline holds again
             m.baseline = before;
             m.previous = None;
-            m.streak = 0;
+            m.streak = None;
             m.baseline.update(x, alpha);
             return None;
         }
@@ -492,34 +501,36 @@ fn score(
                     m.baseline = before;
                     restored = true;
                 } else {
-                    m.previous = Some((before, bucket_ns.saturating_add(REMEMBER_NS)));
+                    m.previous = Some(Box::new((before, bucket_ns.saturating_add(REMEMBER_NS))));
                 }
                 event = Some(AnomalyEvent::Closed(closed));
                 m.open = None;
             }
         }
     } else if deviates {
-        if m.streak > 0 && m.streak_sign == sign {
-            m.streak += 1;
-        } else {
-            m.streak = 1;
-            m.streak_sign = sign;
-            m.streak_start = bucket_ns;
-            m.streak_max_z = 0.0;
-            m.streak_before = m.baseline;
+        let baseline = m.baseline;
+        let streak = match &mut m.streak {
+            Some(st) if st.sign == sign => {
+                st.len += 1;
+                st
+            }
+            other => other.insert(Box::new(Streak {
+                len: 1,
+                sign,
+                start: bucket_ns,
+                max_z: 0.0,
+                peak: x,
+                before: baseline,
+            })),
+        };
+        if z.abs() > streak.max_z {
+            streak.max_z = z.abs();
+            streak.peak = x;
         }
-        if z.abs() > m.streak_max_z {
-            m.streak_max_z = z.abs();
-            m.streak_peak = x;
-        }
-        if m.streak >= settings.consecutive.max(1) {
+        if streak.len >= settings.consecutive.max(1) {
+            let st = **streak;
             let anomaly = Anomaly {
-                id: anomaly_id(
-                    &key.tenant,
-                    key.model.as_deref(),
-                    metric.as_str(),
-                    m.streak_start,
-                ),
+                id: anomaly_id(&key.tenant, key.model.as_deref(), metric.as_str(), st.start),
                 tenant: key.tenant.clone(),
                 model: key.model.clone(),
                 metric: metric.as_str().to_string(),
@@ -529,28 +540,28 @@ fn score(
                     AnomalyKind::Drop
                 },
                 open: true,
-                started_ns: m.streak_start,
+                started_ns: st.start,
                 updated_ns: bucket_end,
                 ended_ns: None,
                 observed: x,
-                peak: m.streak_peak,
+                peak: st.peak,
                 baseline_mean: mean,
                 baseline_std_dev: std_dev,
                 z_score: z,
-                max_abs_z_score: m.streak_max_z,
-                buckets: m.streak,
+                max_abs_z_score: st.max_z,
+                buckets: st.len,
                 total: 0,
             };
             event = Some(AnomalyEvent::Opened(anomaly.clone()));
             m.open = Some(Box::new(Open {
                 anomaly,
                 calm: 0,
-                before: m.streak_before,
+                before: st.before,
             }));
-            m.streak = 0;
+            m.streak = None;
         }
     } else {
-        m.streak = 0;
+        m.streak = None;
     }
     // normal buckets update mean and spread at the usual pace; a deviating one moves only the
     // mean, slowly, so an incident neither becomes normal at once nor widens the spread it is
