@@ -356,9 +356,14 @@ async fn time_api(http: std::net::SocketAddr) {
             "/v1/traces?min_latency_ms=4000&limit=100".to_string(),
         ),
     ];
+    time_paths(http, &cases, 10).await;
+}
+
+/// Times each path `runs` times over HTTP and prints p50 and p95.
+async fn time_paths(http: std::net::SocketAddr, cases: &[(&str, String)], runs: usize) {
     for (name, path) in cases {
         let mut times = Vec::new();
-        for _ in 0..10 {
+        for _ in 0..runs {
             let p = path.clone();
             let t = Instant::now();
             let (status, _) = tokio::task::spawn_blocking(move || get(http, &p))
@@ -371,7 +376,7 @@ async fn time_api(http: std::net::SocketAddr) {
         let p =
             |q: f64| times[((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
         println!(
-            "{name}: p50 {:.0} ms, p95 {:.0} ms (10 runs)",
+            "{name}: p50 {:.0} ms, p95 {:.0} ms ({runs} runs)",
             p(0.5),
             p(0.95)
         );
@@ -438,7 +443,7 @@ async fn query_clickhouse(url: &str, n: u64) {
 
 async fn time_usage_raw(http: std::net::SocketAddr) {
     let from = "2026-10-23T00:00:01Z";
-    for (name, path) in [
+    let cases = [
         (
             "usage by model by day, 30 days, raw rows",
             format!("/v1/usage?group_by=model&bucket=day&from={from}"),
@@ -447,23 +452,8 @@ async fn time_usage_raw(http: std::net::SocketAddr) {
             "usage by tenant, 30 days, raw rows",
             format!("/v1/usage?group_by=tenant&from={from}"),
         ),
-    ] {
-        let mut times = Vec::new();
-        for _ in 0..5 {
-            let p = path.clone();
-            let t = Instant::now();
-            let (status, _) = tokio::task::spawn_blocking(move || get(http, &p))
-                .await
-                .unwrap();
-            assert_eq!(status, 200, "{path}");
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        times.sort_by(f64::total_cmp);
-        println!(
-            "{name}: p50 {:.0} ms, max {:.0} ms (5 runs)",
-            times[2], times[4]
-        );
-    }
+    ];
+    time_paths(http, &cases, 5).await;
 }
 
 async fn query(n: u64) {

@@ -1083,14 +1083,8 @@ impl Storage for ClickHouseStorage {
             f.params.push(Param::S(c.clone()));
             f.params.push(Param::S(c.clone()));
         }
-        if let Some(a) = &q.action {
-            f.clauses.push("finding_actions[fi] = ?".into());
-            f.params.push(Param::S(a.clone()));
-        }
-        if let Some(d) = &q.direction {
-            f.clauses.push("finding_directions[fi] = ?".into());
-            f.params.push(Param::S(d.clone()));
-        }
+        f.eq("finding_actions[fi]", &q.action);
+        f.eq("finding_directions[fi]", &q.direction);
         let keys = if cols.is_empty() {
             "emptyArrayString()".to_string()
         } else {
