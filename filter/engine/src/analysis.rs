@@ -7,6 +7,7 @@ use crate::config::RawConfig;
 use crate::detect::output::PromptFingerprint;
 use crate::detect::{DetectorSettings, Detectors, Hit, RuleKind, ScanSet, Severity};
 use crate::error::EngineError;
+use crate::json_edit::{self, Located, Splice};
 use crate::normalize::Normalizer;
 use crate::policy::{block_body, risk_score, Action, Decision, Policy, Redactor};
 use crate::price::{parse_usd_micro, Price, PriceTable};
@@ -193,6 +194,7 @@ pub struct Engine {
     tenants: TenantResolver,
     summary_filter_state: bool,
     collector: Option<crate::config::RawCollector>,
+    request_hold: crate::config::RawRequestHold,
 }
 
 impl Engine {
@@ -360,6 +362,7 @@ impl Engine {
             tenants: TenantResolver::new(&raw.tenant)?,
             summary_filter_state: raw.summary.filter_state,
             collector: raw.collector.clone(),
+            request_hold: raw.request_hold.clone(),
         })
     }
 
@@ -369,6 +372,16 @@ impl Engine {
 
     pub fn fail_closed(&self) -> bool {
         self.fail_closed
+    }
+
+    /// How requests are held while their bodies are read (ADR 0013).
+    pub fn request_hold(&self) -> &crate::config::RawRequestHold {
+        &self.request_hold
+    }
+
+    /// Whether OpenAI streaming chat requests get `stream_options.include_usage` added.
+    pub fn injects_stream_usage(&self) -> bool {
+        self.inject_stream_usage
     }
 
     /// The tenant rules.
@@ -470,6 +483,17 @@ impl Engine {
         route: &RouteMatch,
         body: &[u8],
     ) -> Result<RequestAnalysis, EngineError> {
+        self.analyze_request_within(route, body, BodyLength::Free)
+    }
+
+    /// [`Engine::analyze_request`] for a body whose rewrite must keep `length` (ADR 0013): with
+    /// [`BodyLength::Keep`] a rewritten body has exactly the original's length.
+    pub fn analyze_request_within(
+        &self,
+        route: &RouteMatch,
+        body: &[u8],
+        length: BodyLength,
+    ) -> Result<RequestAnalysis, EngineError> {
         if body.len() > self.limits.max_request_body_bytes {
             return Err(EngineError::TooLarge {
                 size: body.len(),
@@ -541,28 +565,61 @@ impl Engine {
             });
             return Ok(analysis);
         }
-        let mut changed = false;
-        if enforced && decision >= Decision::Redact {
-            changed |= self.redact_value(&mut value, &parsed.segments, &hits);
-        }
-        if self.inject_stream_usage
+        let redact = enforced && decision >= Decision::Redact;
+        let inject = self.inject_stream_usage
             && route.operation == Operation::ChatCompletions
             && parsed.stream
-            && !parsed.include_usage
-        {
-            if let Some(obj) = value.as_object_mut() {
-                let opts = obj
-                    .entry("stream_options")
-                    .or_insert_with(|| Value::Object(serde_json::Map::new()));
-                if let Some(o) = opts.as_object_mut() {
-                    o.insert("include_usage".to_string(), Value::Bool(true));
-                    analysis.strip_usage_chunk = true;
-                    changed = true;
+            && !parsed.include_usage;
+        if !redact && !inject {
+            return Ok(analysis);
+        }
+        let texts = if redact {
+            self.redacted_texts(&parsed.segments, &hits, length == BodyLength::Keep)
+        } else {
+            Vec::new()
+        };
+        match splice_request(body, &parsed.segments, &texts, inject, length) {
+            Some((new_body, injected)) => {
+                analysis.strip_usage_chunk = injected;
+                if new_body != body {
+                    analysis.rewritten_body = Some(new_body);
                 }
             }
-        }
-        if changed {
-            analysis.rewritten_body = serde_json::to_vec(&value).ok();
+            None if length == BodyLength::Keep => {
+                // the redaction cannot be written within the length the upstream expects: the
+                // text must not reach it, so the request is answered here (ADR 0013)
+                let (rule_id, category) = self.blocking_rule(
+                    &analysis
+                        .findings
+                        .iter()
+                        .filter(|f| f.action == Action::Redact)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                analysis.block = Some(BlockReply {
+                    status: self.policy.block_status,
+                    body: block_body(
+                        route.provider,
+                        self.policy.block_status,
+                        &rule_id,
+                        &category,
+                    ),
+                    rule_id,
+                });
+            }
+            None => {
+                // not locatable in the original bytes: re-serialise the parsed document
+                for (si, text) in texts {
+                    if let Some(slot) = parsed
+                        .segments
+                        .get(si)
+                        .and_then(|seg| value.pointer_mut(&seg.pointer))
+                    {
+                        *slot = Value::String(text);
+                    }
+                }
+                analysis.rewritten_body = serde_json::to_vec(&value).ok();
+            }
         }
         Ok(analysis)
     }
@@ -608,17 +665,29 @@ impl Engine {
         (out, strongest)
     }
 
-    /// Replaces redacted spans in the JSON strings they came from. Returns whether anything
-    /// changed.
-    fn redact_value(&self, value: &mut Value, segments: &[Segment], hits: &[(usize, Hit)]) -> bool {
-        let mut redactor = Redactor::new(self.policy.redaction);
-        let mut changed = false;
+    /// The new text of every segment with a redacted span: `(segment index, text)`. With
+    /// `fit`, each replacement is no longer than the value it replaces (ADR 0013).
+    fn redacted_texts(
+        &self,
+        segments: &[Segment],
+        hits: &[(usize, Hit)],
+        fit: bool,
+    ) -> Vec<(usize, String)> {
+        let mut redactor = if fit {
+            Redactor::fitting(self.policy.redaction)
+        } else {
+            Redactor::new(self.policy.redaction)
+        };
+        let mut out = Vec::new();
         // hits grouped by segment once (they arrive in segment order; sorting keeps it linear
         // in practice and correct otherwise)
         let mut ordered: Vec<&(usize, Hit)> = hits.iter().collect();
         ordered.sort_by_key(|(si, _)| *si);
         for group in ordered.chunk_by(|a, b| a.0 == b.0) {
-            let Some(seg) = group.first().and_then(|(si, _)| segments.get(*si)) else {
+            let Some((si, seg)) = group
+                .first()
+                .and_then(|(si, _)| segments.get(*si).map(|seg| (*si, seg)))
+            else {
                 continue;
             };
             let mut spans: Vec<(usize, usize, &str)> = group
@@ -630,8 +699,20 @@ impl Engine {
             if spans.is_empty() {
                 continue;
             }
-            let text = redactor.apply(&seg.text, &mut spans);
-            if let Some(slot) = value.pointer_mut(&seg.pointer) {
+            out.push((si, redactor.apply(&seg.text, &mut spans)));
+        }
+        out
+    }
+
+    /// Replaces redacted spans in the JSON strings they came from. Returns whether anything
+    /// changed.
+    fn redact_value(&self, value: &mut Value, segments: &[Segment], hits: &[(usize, Hit)]) -> bool {
+        let mut changed = false;
+        for (si, text) in self.redacted_texts(segments, hits, false) {
+            if let Some(slot) = segments
+                .get(si)
+                .and_then(|seg| value.pointer_mut(&seg.pointer))
+            {
                 *slot = Value::String(text);
                 changed = true;
             }
@@ -853,6 +934,90 @@ fn estimate_input(parsed: &ParsedRequest) -> u64 {
         .max()
         .map_or(0, |m| u64::from(m) + 1);
     text + messages * 4 + 3
+}
+
+/// Whether a rewritten request body may change length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// The shell sets `content-length` (or the request is chunked): any length.
+    Free,
+    /// The upstream already has the original `content-length`: exactly that many bytes.
+    Keep,
+}
+
+/// The request body with segment `texts` written in place and, with `inject`,
+/// `stream_options.include_usage: true` added; the flag says whether the injection made it in
+/// (under [`BodyLength::Keep`] it is dropped when it does not fit). `None` when a segment cannot
+/// be located, or the redactions alone do not fit.
+fn splice_request(
+    body: &[u8],
+    segments: &[Segment],
+    texts: &[(usize, String)],
+    inject: bool,
+    length: BodyLength,
+) -> Option<(Vec<u8>, bool)> {
+    let mut splices = Vec::with_capacity(texts.len() + 1);
+    for (si, text) in texts {
+        let seg = segments.get(*si)?;
+        let Some(Located::Value(range)) = json_edit::locate(body, &seg.pointer) else {
+            return None;
+        };
+        splices.push(Splice {
+            range,
+            bytes: serde_json::to_vec(text).ok()?,
+        });
+    }
+    let keep = length == BodyLength::Keep;
+    if inject {
+        if let Some(s) = include_usage_splice(body) {
+            let mut with = splices.clone();
+            with.push(s);
+            if let Ok(out) = json_edit::apply(body, &mut with, keep) {
+                return Some((out, true));
+            }
+        }
+    }
+    json_edit::apply(body, &mut splices, keep)
+        .ok()
+        .map(|out| (out, false))
+}
+
+/// The edit that sets `stream_options.include_usage` to `true`.
+fn include_usage_splice(body: &[u8]) -> Option<Splice> {
+    let insert = |open: usize, text: &str| Splice {
+        range: open + 1..open + 1,
+        bytes: text.as_bytes().to_vec(),
+    };
+    match json_edit::locate(body, "/stream_options")? {
+        Located::MissingKey { open, empty } => Some(insert(
+            open,
+            if empty {
+                r#""stream_options":{"include_usage":true}"#
+            } else {
+                r#""stream_options":{"include_usage":true},"#
+            },
+        )),
+        Located::Value(range) if body.get(range.start) == Some(&b'{') => {
+            match json_edit::locate(body, "/stream_options/include_usage")? {
+                Located::Value(range) => Some(Splice {
+                    range,
+                    bytes: b"true".to_vec(),
+                }),
+                Located::MissingKey { open, empty } => Some(insert(
+                    open,
+                    if empty {
+                        r#""include_usage":true"#
+                    } else {
+                        r#""include_usage":true,"#
+                    },
+                )),
+            }
+        }
+        Located::Value(range) => Some(Splice {
+            range,
+            bytes: br#"{"include_usage":true}"#.to_vec(),
+        }),
+    }
 }
 
 /// What the engine parsed from a request, for callers that want it without analysis.

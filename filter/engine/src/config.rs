@@ -34,6 +34,52 @@ pub struct RawConfig {
     pub summary: RawSummary,
     /// Where trace summaries go (absent: nowhere).
     pub collector: Option<RawCollector>,
+    /// How a request is held while its body is read (docs/configuration.md, "Request hold";
+    /// ADR 0013).
+    pub request_hold: RawRequestHold,
+}
+
+/// What the filter holds while it reads a request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldMode {
+    /// The default: headers go on at once, the body is held until its end. Works on every
+    /// proxy-wasm host (Istio `WasmPlugin`, Envoy Gateway, plain Envoy without
+    /// `allow_on_headers_stop_iteration`). Tags cannot become upstream headers; a rewritten body
+    /// keeps the length the upstream was told.
+    #[default]
+    Body,
+    /// Strict: headers are held too, until the body is decided, so tags become upstream headers
+    /// and a rewritten body gets its own `content-length`. Needs
+    /// `allow_on_headers_stop_iteration: true` (Envoy >= 1.35); a host that does not deliver the
+    /// body to a paused filter is detected and the VM falls back to `body`.
+    Headers,
+}
+
+/// The request hold (ADR 0013).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRequestHold {
+    /// `body` (default) or `headers` (strict).
+    pub mode: HoldMode,
+    /// Strict mode: a request paused in its headers that has had no body callback after this
+    /// long (ms) is released, and after [`crate::hold::UNANSWERED_TO_FALL_BACK`] such releases in
+    /// a row the VM stops pausing headers.
+    pub release_after_ms: u64,
+    /// Body mode: remove `content-length` from LLM requests as their headers pass, so that a
+    /// rewritten body may change length (the request then goes upstream chunked). Off by default:
+    /// redactions are written to fit the original length instead.
+    pub remove_content_length: bool,
+}
+
+impl Default for RawRequestHold {
+    fn default() -> Self {
+        RawRequestHold {
+            mode: HoldMode::Body,
+            release_after_ms: 1000,
+            remove_content_length: false,
+        }
+    }
 }
 
 /// Forwarding of trace summaries to the collector over gRPC.
@@ -410,6 +456,12 @@ impl RawConfig {
                     "must be at least 6 characters",
                 ));
             }
+        }
+        if !(10..=60_000).contains(&self.request_hold.release_after_ms) {
+            return Err(EngineError::config(
+                "request_hold.release_after_ms",
+                "must be between 10 and 60000",
+            ));
         }
         if let Some(c) = &self.collector {
             if c.cluster.trim().is_empty() {

@@ -48,6 +48,77 @@ impl Outcome {
     }
 }
 
+/// Why a request or response body was not analysed. The wire strings (summaries, metrics,
+/// rule ids of fail-closed replies) are defined here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unanalysed {
+    /// The request had no body.
+    Empty,
+    /// Over the configured limit.
+    TooLarge,
+    /// Not the provider's JSON (or unreadable from the host).
+    Malformed,
+    /// A compressed response.
+    Encoded,
+}
+
+impl Unanalysed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unanalysed::Empty => "empty",
+            Unanalysed::TooLarge => "too_large",
+            Unanalysed::Malformed => "malformed",
+            Unanalysed::Encoded => "encoded",
+        }
+    }
+
+    /// The rule id a fail-closed reply names.
+    pub fn rule_id(self) -> &'static str {
+        match self {
+            Unanalysed::TooLarge => "unanalysed.too_large",
+            _ => "unanalysed.malformed",
+        }
+    }
+
+    /// The HTTP status of a fail-closed reply.
+    pub fn status(self) -> u16 {
+        match self {
+            Unanalysed::TooLarge => 413,
+            _ => 400,
+        }
+    }
+}
+
+/// Names of the metrics an exchange reports (Envoy stats; labels travel in the name).
+pub mod metric {
+    pub const REQUESTS: &str = "tollgate.requests";
+    pub const UNANALYSED: &str = "tollgate.unanalysed";
+    pub const FINDINGS: &str = "tollgate.findings";
+    pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
+    pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+    pub const USAGE_ESTIMATED: &str = "tollgate.usage_estimated";
+    pub const COST: &str = "tollgate.cost_micro_usd";
+    pub const TTFT: &str = "gen_ai.server.time_to_first_token_ms";
+    pub const DURATION: &str = "gen_ai.server.request.duration_ms";
+}
+
+/// Counter or histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// One value for a metric, with its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricPoint {
+    pub kind: MetricKind,
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
 /// Host timestamps of the exchange (unix nanoseconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timing {
@@ -85,9 +156,9 @@ pub struct ExchangeRecord {
     /// HTTP status the client received (local replies included).
     pub status: Option<u16>,
     /// Why the request body was not analysed.
-    pub unanalysed: Option<&'static str>,
+    pub unanalysed: Option<Unanalysed>,
     /// Why the response body was not analysed (`too_large`, `encoded`, `malformed`).
-    pub response_unanalysed: Option<&'static str>,
+    pub response_unanalysed: Option<Unanalysed>,
     pub risk_score: f32,
     /// Strongest request-side decision that was applied (`log` in shadow mode).
     pub request_decision: Decision,
@@ -238,8 +309,11 @@ impl ExchangeRecord {
             user_agent: self.user_agent.clone(),
             envoy_node: node.to_string(),
             envoy_cluster: cluster.to_string(),
-            request_unanalysed: self.unanalysed.unwrap_or_default().to_string(),
-            response_unanalysed: self.response_unanalysed.unwrap_or_default().to_string(),
+            request_unanalysed: self.unanalysed.map_or("", Unanalysed::as_str).to_string(),
+            response_unanalysed: self
+                .response_unanalysed
+                .map_or("", Unanalysed::as_str)
+                .to_string(),
             risk_score: self.risk_score,
             blocked_by: self.blocked_by.as_deref().unwrap_or_default().to_string(),
             stream_incomplete: self.stream && self.stream_incomplete,
@@ -267,10 +341,81 @@ impl ExchangeRecord {
     }
 
     /// The request was answered locally because its body could not be analysed (fail-closed).
-    pub fn rejected_unanalysed(&mut self, reason: &'static str, rule: &str) {
+    pub fn rejected_unanalysed(&mut self, reason: Unanalysed) {
         self.unanalysed = Some(reason);
-        self.blocked_by = Some(Arc::from(rule));
+        self.blocked_by = Some(Arc::from(reason.rule_id()));
         self.request_decision = Decision::Block;
+    }
+
+    /// The values this exchange adds to Envoy's metrics (once, at its end).
+    pub fn metric_points(&self) -> Vec<MetricPoint> {
+        let provider = self.provider.as_str();
+        let model = self.model();
+        let labels = || {
+            vec![
+                ("provider", provider.to_string()),
+                ("model", model.to_string()),
+            ]
+        };
+        let counter = |name, labels, value| MetricPoint {
+            kind: MetricKind::Counter,
+            name,
+            labels,
+            value,
+        };
+        let mut out = vec![counter(
+            metric::REQUESTS,
+            vec![
+                ("provider", provider.to_string()),
+                ("model", model.to_string()),
+                ("outcome", self.outcome().as_str().to_string()),
+            ],
+            1,
+        )];
+        if let Some(reason) = self.unanalysed {
+            out.push(counter(
+                metric::UNANALYSED,
+                vec![("reason", reason.as_str().to_string())],
+                1,
+            ));
+        }
+        for f in &self.findings {
+            out.push(counter(
+                metric::FINDINGS,
+                vec![
+                    ("category", f.category.to_string()),
+                    ("action", f.action.as_str().to_string()),
+                ],
+                1,
+            ));
+        }
+        if let Some(usage) = &self.usage {
+            out.push(counter(metric::INPUT_TOKENS, labels(), usage.input_tokens));
+            out.push(counter(
+                metric::OUTPUT_TOKENS,
+                labels(),
+                usage.output_tokens,
+            ));
+            if usage.estimated {
+                out.push(counter(metric::USAGE_ESTIMATED, labels(), 1));
+            }
+        }
+        if let Some(cost) = self.cost_micro_usd {
+            out.push(counter(metric::COST, labels(), cost));
+        }
+        let histogram = |name, ms: f64| MetricPoint {
+            kind: MetricKind::Histogram,
+            name,
+            labels: labels(),
+            value: ms as u64,
+        };
+        if let Some(ms) = self.ttft_ms() {
+            out.push(histogram(metric::TTFT, ms));
+        }
+        if let Some(ms) = self.duration_ms() {
+            out.push(histogram(metric::DURATION, ms));
+        }
+        out
     }
 
     /// The upstream's response headers arrived.
@@ -437,8 +582,8 @@ struct Summary<'a> {
     stream: bool,
     status: Option<u16>,
     outcome: Outcome,
-    unanalysed: Option<&'a str>,
-    response_unanalysed: Option<&'a str>,
+    unanalysed: Option<Unanalysed>,
+    response_unanalysed: Option<Unanalysed>,
     blocked_by: Option<&'a str>,
     risk: f32,
     findings_count: usize,
@@ -567,9 +712,10 @@ mod tests {
 
         let route = e.route(None, "/v1/chat/completions").unwrap();
         let mut rec = ExchangeRecord::new(&route, tenant(), 0);
-        rec.unanalysed = Some("too_large");
+        rec.unanalysed = Some(Unanalysed::TooLarge);
         assert_eq!(rec.outcome(), Outcome::Unanalysed);
-        rec.rejected_unanalysed("too_large", "unanalysed.too_large");
+        rec.rejected_unanalysed(Unanalysed::TooLarge);
+        assert_eq!(rec.blocked_by.as_deref(), Some("unanalysed.too_large"));
         assert_eq!(rec.outcome(), Outcome::Blocked);
     }
 

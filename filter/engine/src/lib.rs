@@ -10,9 +10,12 @@
 //! - [`sse`]: the incremental Server-Sent Events parser.
 //! - [`normalize`]: text folding for keyword rules, with an exact map back to the original bytes.
 //! - [`detect`]: rule tables, PII validators, secrets, encoded payloads, output rules.
+//! - [`json_edit`]: values located by JSON pointer and replaced in place, length kept or not.
 //! - [`policy`]: actions, decisions, redaction text, provider-shaped block bodies.
 //! - [`tenant`]: who a request belongs to (header, JWT claim, API-key hash, peer principal).
 //! - [`exchange`]: the record of one call — outcome, usage, timing — and its access-log summary.
+//! - [`flow`]: one exchange callback by callback — what the proxy shell reads, holds, rewrites.
+//! - [`hold`]: the header-hold watchdog (strict mode on a host that ignores the pause).
 //! - [`forward`]: the bounded, batching queue of trace summaries for the collector.
 //! - [`usage`] and [`price`]: normalised token usage, the estimator, integer money.
 //! - [`error`]: the one error type.
@@ -22,7 +25,10 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod exchange;
+pub mod flow;
 pub mod forward;
+pub mod hold;
+pub mod json_edit;
 pub mod normalize;
 pub mod policy;
 pub mod price;
@@ -33,12 +39,18 @@ pub mod tenant;
 pub mod usage;
 
 pub use analysis::{
-    BlockReply, Direction, Engine, Finding, Limits, RequestAnalysis, ResponseAnalysis, RouteMatch,
+    BlockReply, BodyLength, Direction, Engine, Finding, Limits, RequestAnalysis, ResponseAnalysis,
+    RouteMatch,
 };
 pub use config::RawConfig;
 pub use error::EngineError;
-pub use exchange::{ExchangeRecord, Outcome, Timing};
+pub use exchange::{ExchangeRecord, MetricKind, MetricPoint, Outcome, Timing, Unanalysed};
+pub use flow::{
+    ExchangeFlow, HeaderEdit, HeadersPlan, LocalReply, RequestBodyCall, RequestPlan,
+    ResponseBodyCall, Step,
+};
 pub use forward::{ForwardSettings, SummaryQueue};
+pub use hold::{HeadersState, HoldWatch, Release};
 pub use policy::{Action, Decision};
 pub use stream::{Emit, ResponseStream, StreamOutput, StreamSummary};
 pub use tenant::{RequestFacts, Tenant, TenantResolver, TenantSource};

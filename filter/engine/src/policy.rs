@@ -191,6 +191,9 @@ pub fn risk_score<'a>(weights: impl Iterator<Item = (&'a str, f32)>) -> f32 {
 #[derive(Debug, Default)]
 pub struct Redactor {
     mode: RedactionMode,
+    /// Each replacement at most as long as the bytes it replaces (ADR 0013): the configured
+    /// one when it fits, else `[LABEL]`, else a mask of the value's length in characters.
+    fit: bool,
     numbers: HashMap<(String, String), usize>,
     counters: HashMap<String, usize>,
 }
@@ -201,6 +204,29 @@ impl Redactor {
             mode,
             ..Redactor::default()
         }
+    }
+
+    /// A redactor whose replacements never outgrow what they replace, for bodies that must keep
+    /// their length.
+    pub fn fitting(mode: RedactionMode) -> Self {
+        Redactor {
+            mode,
+            fit: true,
+            ..Redactor::default()
+        }
+    }
+
+    /// The replacement for `value`, shortened (under [`Redactor::fitting`]) to fit its bytes.
+    fn replacement_for(&mut self, label: &str, value: &str) -> String {
+        let rep = self.replacement(label, value);
+        if !self.fit || rep.len() <= value.len() {
+            return rep;
+        }
+        let short = format!("[{label}]");
+        if short.len() <= value.len() {
+            return short;
+        }
+        "*".repeat(value.chars().count().max(1).min(value.len()))
     }
 
     /// The replacement for `value` found by a rule with placeholder `label`.
@@ -250,7 +276,7 @@ impl Redactor {
                 continue;
             };
             out.push_str(before);
-            let rep = self.replacement(label, value);
+            let rep = self.replacement_for(label, value);
             out.push_str(&rep);
             pos = end;
         }

@@ -1,0 +1,330 @@
+//! Edits of a JSON body in place. Redaction and the `include_usage` injection change a few
+//! strings of a request; re-serialising the whole document would change every byte (and its
+//! length, which the upstream already knows from `content-length` when the headers have gone on
+//! before the body, ADR 0013). Here a value is located by its JSON pointer in the original bytes,
+//! and only that value's bytes are replaced; everything else stays byte for byte. When the body
+//! must keep its length, a shorter result is padded with JSON whitespace after the last value
+//! (legal anywhere between tokens and at the end), and a longer one is refused.
+//!
+//! The locator is a small iterative scanner over well-formed JSON (the body has already been
+//! parsed by `serde_json`, so it is); with duplicate keys it picks the last, as `serde_json` does.
+
+use std::ops::Range;
+
+/// One replacement: `range` of the original body becomes `bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Splice {
+    pub range: Range<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// Why edits could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpliceError {
+    /// Two edits overlap (a caller bug; nothing is changed).
+    Overlap,
+    /// The edited body would be longer than the length it must keep.
+    TooLong { over: usize },
+}
+
+/// Applies `splices` to `body`. With `keep_length`, the result has exactly `body.len()` bytes:
+/// padded with spaces when shorter, refused when longer.
+pub fn apply(
+    body: &[u8],
+    splices: &mut [Splice],
+    keep_length: bool,
+) -> Result<Vec<u8>, SpliceError> {
+    splices.sort_by_key(|s| s.range.start);
+    let mut new_len = body.len();
+    let mut pos = 0usize;
+    for s in splices.iter() {
+        if s.range.start < pos || s.range.end < s.range.start || s.range.end > body.len() {
+            return Err(SpliceError::Overlap);
+        }
+        pos = s.range.end;
+        new_len = new_len - s.range.len() + s.bytes.len();
+    }
+    if keep_length && new_len > body.len() {
+        return Err(SpliceError::TooLong {
+            over: new_len - body.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(new_len.max(body.len()));
+    let mut pos = 0usize;
+    for s in splices.iter() {
+        out.extend_from_slice(body.get(pos..s.range.start).unwrap_or_default());
+        out.extend_from_slice(&s.bytes);
+        pos = s.range.end;
+    }
+    out.extend_from_slice(body.get(pos..).unwrap_or_default());
+    if keep_length {
+        out.resize(body.len(), b' ');
+    }
+    Ok(out)
+}
+
+/// Where a value stands in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// The value's bytes.
+    Value(Range<usize>),
+    /// The pointer's last token is a key missing from an object; the object's opening brace is
+    /// at `open` and `empty` says whether it has no member yet.
+    MissingKey { open: usize, empty: bool },
+}
+
+/// Finds the value at `pointer` (RFC 6901) in `body`.
+pub fn locate(body: &[u8], pointer: &str) -> Option<Located> {
+    if pointer.is_empty() {
+        let start = skip_ws(body, 0);
+        return Some(Located::Value(start..value_end(body, start)?));
+    }
+    let tokens: Vec<String> = pointer
+        .strip_prefix('/')?
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let mut at = skip_ws(body, 0);
+    let last = tokens.len().saturating_sub(1);
+    for (depth, token) in tokens.iter().enumerate() {
+        match body.get(at)? {
+            b'{' => match member(body, at, token)? {
+                Some(v) => at = v,
+                None if depth == last => {
+                    let first = skip_ws(body, at + 1);
+                    return Some(Located::MissingKey {
+                        open: at,
+                        empty: body.get(first) == Some(&b'}'),
+                    });
+                }
+                None => return None,
+            },
+            b'[' => at = element(body, at, token.parse().ok()?)?,
+            _ => return None,
+        }
+    }
+    Some(Located::Value(at..value_end(body, at)?))
+}
+
+/// The start of the value of key `key` in the object opening at `open` (the last one when the
+/// key repeats); `Some(None)` when the object has no such key.
+fn member(body: &[u8], open: usize, key: &str) -> Option<Option<usize>> {
+    let mut at = skip_ws(body, open + 1);
+    let mut found = None;
+    if body.get(at) == Some(&b'}') {
+        return Some(None);
+    }
+    loop {
+        let key_end = string_end(body, at)?;
+        let raw = body.get(at..key_end)?;
+        at = skip_ws(body, key_end);
+        if body.get(at) != Some(&b':') {
+            return None;
+        }
+        let value = skip_ws(body, at + 1);
+        if key_matches(raw, key) {
+            found = Some(value);
+        }
+        at = skip_ws(body, value_end(body, value)?);
+        match body.get(at)? {
+            b',' => at = skip_ws(body, at + 1),
+            b'}' => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
+/// Whether the JSON string token `raw` (quotes included) spells `key`.
+fn key_matches(raw: &[u8], key: &str) -> bool {
+    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+    if !inner.contains(&b'\\') {
+        return inner == key.as_bytes();
+    }
+    serde_json::from_slice::<String>(raw).is_ok_and(|k| k == key)
+}
+
+/// The start of element `index` of the array opening at `open`.
+fn element(body: &[u8], open: usize, index: usize) -> Option<usize> {
+    let mut at = skip_ws(body, open + 1);
+    if body.get(at) == Some(&b']') {
+        return None;
+    }
+    for _ in 0..index {
+        at = skip_ws(body, value_end(body, at)?);
+        match body.get(at)? {
+            b',' => at = skip_ws(body, at + 1),
+            _ => return None,
+        }
+    }
+    Some(at)
+}
+
+fn skip_ws(body: &[u8], mut at: usize) -> usize {
+    while matches!(body.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// One past the closing quote of the string starting at `at`.
+fn string_end(body: &[u8], at: usize) -> Option<usize> {
+    if body.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    loop {
+        let rest = body.get(i..)?;
+        let j = memchr::memchr2(b'"', b'\\', rest)?;
+        i += j;
+        if body.get(i) == Some(&b'\\') {
+            i += 2;
+        } else {
+            return Some(i + 1);
+        }
+    }
+}
+
+/// One past the end of the value starting at `at` (containers skipped with a depth count, no
+/// recursion).
+fn value_end(body: &[u8], at: usize) -> Option<usize> {
+    match body.get(at)? {
+        b'"' => string_end(body, at),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = at;
+            loop {
+                match body.get(i)? {
+                    b'"' => {
+                        i = string_end(body, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = at;
+            while let Some(c) = body.get(i) {
+                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
+                i += 1;
+            }
+            (i > at).then_some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn value(body: &str, pointer: &str) -> Option<String> {
+        match locate(body.as_bytes(), pointer)? {
+            Located::Value(r) => Some(body[r].to_string()),
+            Located::MissingKey { .. } => None,
+        }
+    }
+
+    #[test]
+    fn values_are_located_by_pointer() {
+        let body = r#" { "model" : "m", "messages": [ {"role":"user","content":"a \"b\" c"},
+            {"role":"user","content":[{"type":"text","text":"x}]"}]} ], "n": -1.5e3 } "#;
+        assert_eq!(value(body, "/model").unwrap(), r#""m""#);
+        assert_eq!(
+            value(body, "/messages/0/content").unwrap(),
+            r#""a \"b\" c""#
+        );
+        assert_eq!(
+            value(body, "/messages/1/content/0/text").unwrap(),
+            r#""x}]""#
+        );
+        assert_eq!(value(body, "/n").unwrap(), "-1.5e3");
+        assert!(value(body, "/messages/2").is_none());
+        assert_eq!(value(body, "").unwrap(), body.trim());
+    }
+
+    #[test]
+    fn escaped_keys_and_duplicates_follow_serde() {
+        let body = r#"{"a/b":1,"c~d":2,"\u0065":3,"k":"first","k":"last"}"#;
+        assert_eq!(value(body, "/a~1b").unwrap(), "1");
+        assert_eq!(value(body, "/c~0d").unwrap(), "2");
+        assert_eq!(value(body, "/e").unwrap(), "3");
+        assert_eq!(value(body, "/k").unwrap(), r#""last""#);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["k"], "last");
+    }
+
+    #[test]
+    fn a_missing_key_names_its_object() {
+        assert_eq!(
+            locate(br#"{"a":{}}"#, "/a/b"),
+            Some(Located::MissingKey {
+                open: 5,
+                empty: true
+            })
+        );
+        assert_eq!(
+            locate(br#"{"a":1}"#, "/b"),
+            Some(Located::MissingKey {
+                open: 0,
+                empty: false
+            })
+        );
+        assert_eq!(locate(br#"{"a":1}"#, "/b/c"), None);
+    }
+
+    #[test]
+    fn splices_keep_or_change_the_length() {
+        let body = br#"{"a":"secret-value","b":2}"#;
+        let r = match locate(body, "/a").unwrap() {
+            Located::Value(r) => r,
+            Located::MissingKey { .. } => unreachable!(),
+        };
+        let mut edits = vec![Splice {
+            range: r.clone(),
+            bytes: br#""[X]""#.to_vec(),
+        }];
+        let kept = apply(body, &mut edits, true).unwrap();
+        assert_eq!(kept.len(), body.len());
+        let v: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+        assert_eq!(v["a"], "[X]");
+        assert_eq!(v["b"], 2);
+        let free = apply(body, &mut edits, false).unwrap();
+        assert_eq!(free, br#"{"a":"[X]","b":2}"#);
+        let mut longer = vec![Splice {
+            range: r,
+            bytes: br#""a much longer replacement""#.to_vec(),
+        }];
+        assert_eq!(
+            apply(body, &mut longer, true),
+            Err(SpliceError::TooLong { over: 13 })
+        );
+    }
+
+    #[test]
+    fn truncated_or_odd_input_is_none_not_a_panic() {
+        for body in [
+            &b"{"[..],
+            b"{\"a\":",
+            b"[1,",
+            b"\"abc",
+            b"",
+            b"{\"a\" 1}",
+            b"}",
+        ] {
+            let _ = locate(body, "/a");
+            let _ = locate(body, "/0");
+            let _ = locate(body, "");
+        }
+    }
+}
