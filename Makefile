@@ -57,7 +57,7 @@ collector:
 	$(CARGO) build -p tollgate-collector
 
 test: lint wasm build wasm-smoke e2e
-	$(CARGO) test --workspace --exclude tollgate-plugin
+	$(CARGO) test --workspace
 	python3 eval/score.py --tollgate target/release/tollgate --check > /dev/null
 
 bench:

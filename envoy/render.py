@@ -39,9 +39,11 @@ COLLECTOR = """    - name: tollgate_collector
 
 def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str,
            access_log: str = "/dev/stdout", extra_http_filters: str = "", with_filter: bool = True,
-           collector: str = "") -> str:
+           collector: str = "", header_hold: bool = False) -> str:
     """`extra_http_filters`: YAML list items (indented 18 spaces) placed before the filter, e.g.
-    a `jwt_authn` filter whose verified claims the tenant rules read."""
+    a `jwt_authn` filter whose verified claims the tenant rules read. `header_hold`: set
+    `allow_on_headers_stop_iteration: true` (for the strict request hold); without it the Wasm
+    filter config is what Istio's WasmPlugin and Envoy Gateway render."""
     u = urlparse(upstream)
     tls = u.scheme == "https"
     port = u.port or (443 if tls else 80)
@@ -63,6 +65,7 @@ def render(wasm: str, listen: int, admin: int, upstream: str, plugin_config: str
         LISTEN_PORT=listen, ADMIN_PORT=admin, UPSTREAM_HOST=u.hostname, UPSTREAM_PORT=port,
         UPSTREAM_TLS=TLS.format(host=u.hostname) if tls else "", WASM_PATH=wasm, PLUGIN_CONFIG=config,
         ACCESS_LOG=access_log, EXTRA_HTTP_FILTERS=extra_http_filters.rstrip("\n"),
+        HEADER_HOLD="                        allow_on_headers_stop_iteration: true" if header_hold else "",
         EXTRA_CLUSTERS=COLLECTOR.format(host=collector.rsplit(":", 1)[0], port=collector.rsplit(":", 1)[1]) if collector else "",
     )
 
@@ -75,11 +78,13 @@ def main() -> int:
     ap.add_argument("--upstream", default="http://127.0.0.1:18081")
     ap.add_argument("--plugin-config", help="JSON file with the filter configuration")
     ap.add_argument("--access-log", default="/dev/stdout", help="where Envoy writes its access log")
+    ap.add_argument("--header-hold", action="store_true",
+                    help="set allow_on_headers_stop_iteration: true (strict request hold)")
     ap.add_argument("--collector", default="", help="host:port of the collector's gRPC ingest (adds the tollgate_collector cluster)")
     a = ap.parse_args()
     cfg = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
     sys.stdout.write(render(str(Path(a.wasm).resolve()), a.listen, a.admin, a.upstream, cfg, a.access_log,
-                                collector=a.collector))
+                                collector=a.collector, header_hold=a.header_hold))
     return 0
 
 

