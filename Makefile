@@ -43,10 +43,11 @@ wasm-smoke: wasm
 plugin:
 	$(CARGO) build -p tollgate-plugin --target $(WASM_TARGET) --release
 
-# a local environment with the pinned Envoy and SDK clients for the end-to-end tests
+# a local environment with the pinned Envoy and SDK clients (Python and Node) for the end-to-end tests
 e2e-deps:
 	test -x $(E2E_VENV)/bin/python || python3 -m venv $(E2E_VENV)
 	$(E2E_VENV)/bin/python -m pip install -q -r tests/e2e/requirements.txt
+	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
 
 # real Envoy + the built filter + the mock provider, driven by the official SDKs
 e2e: plugin collector e2e-deps
@@ -63,11 +64,13 @@ test: lint wasm build wasm-smoke e2e
 bench:
 	$(CARGO) bench -p tollgate-engine --bench analysis
 
-# Envoy with and without the filter in the same run (taskset: Envoy on CPU 0, load on CPU 1);
+# Envoy with and without the filter in the same run (taskset: Envoy on CPU 0, load on CPU 1), in
+# both request-hold modes (ADR 0013);
 # BENCH_ARGS="--pairs 5 --millis 3000 --plugin-config cfg.json" to vary it
 bench-envoy: plugin e2e-deps
 	$(CARGO) build -p tollgate-loadgen --release
-	$(E2E_VENV)/bin/python tests/bench/envoy_compare.py $(BENCH_ARGS)
+	$(E2E_VENV)/bin/python tests/bench/envoy_compare.py --mode default $(BENCH_ARGS)
+	$(E2E_VENV)/bin/python tests/bench/envoy_compare.py --mode strict $(BENCH_ARGS)
 
 detection-report: build
 	python3 eval/score.py --tollgate target/release/tollgate

@@ -6,8 +6,11 @@ alternates), and the report gives the median of the pairs: request rate, the rat
 p50 latency and the p50 added by the filter, and for streams the time to the first text byte.
 It ends with each Envoy's resident memory, whose difference is what the filter's VMs cost.
 
-    make bench-envoy            # builds everything, then runs this
-    python3 tests/bench/envoy_compare.py --pairs 5 --millis 3000
+    make bench-envoy            # builds everything, then runs this, in both request-hold modes
+    python3 tests/bench/envoy_compare.py --pairs 5 --millis 3000 --mode strict
+
+`--mode default` is the Wasm config Istio's WasmPlugin renders (the body hold, ADR 0013);
+`--mode strict` sets allow_on_headers_stop_iteration and request_hold.mode "headers".
 """
 import argparse
 import json
@@ -58,12 +61,13 @@ def chat_body(size: int) -> bytes:
 
 
 class Envoy:
-    def __init__(self, upstream_port: int, with_filter: bool, workdir: Path, plugin_config: str = "{}"):
+    def __init__(self, upstream_port: int, with_filter: bool, workdir: Path, plugin_config: str = "{}",
+                 header_hold: bool = False, wasm: Path = WASM):
         self.port, self.admin = free_port(), free_port()
         name = "with" if with_filter else "without"
         cfg = workdir / f"envoy-{name}.yaml"
-        cfg.write_text(render.render(str(WASM), self.port, self.admin, f"http://127.0.0.1:{upstream_port}", plugin_config,
-                                     access_log="/dev/null", with_filter=with_filter))
+        cfg.write_text(render.render(str(wasm), self.port, self.admin, f"http://127.0.0.1:{upstream_port}", plugin_config,
+                                     access_log="/dev/null", with_filter=with_filter, header_hold=header_hold))
         self.log = open(workdir / f"envoy-{name}.log", "w")
         self.proc = subprocess.Popen(pinned(0, [envoy_binary(), "-c", str(cfg), "--concurrency", "1",
                                                 "--use-dynamic-base-id", "-l", "warning"]),
@@ -117,8 +121,14 @@ def main() -> int:
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--plugin-config", help="JSON file with the filter configuration (default: none)")
     ap.add_argument("--cases", default="2KB,64KB,stream", help="comma-separated subset of 2KB,64KB,stream")
+    ap.add_argument("--mode", choices=["default", "strict"], default="default",
+                    help="request hold: default (as a WasmPlugin renders it) or strict (header hold)")
+    ap.add_argument("--wasm", type=Path, default=WASM, help="the filter to measure (default: the built one)")
+    ap.add_argument("--before-request-hold", action="store_true",
+                    help="the filter predates request_hold (an older build, for a same-day baseline): "
+                         "strict mode sets only the Envoy field")
     a = ap.parse_args()
-    for path in (LOADGEN, WASM):
+    for path in (LOADGEN, a.wasm):
         if not path.exists():
             print(f"{path} is missing: run `make bench-envoy`", file=sys.stderr)
             return 2
@@ -130,7 +140,13 @@ def main() -> int:
                                 stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     plugin_config = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
-    envoys = {"with": Envoy(upstream_port, True, work, plugin_config), "without": Envoy(upstream_port, False, work)}
+    strict = a.mode == "strict"
+    if strict and not a.before_request_hold:
+        cfg = json.loads(plugin_config)
+        cfg["request_hold"] = {"mode": "headers", **cfg.get("request_hold", {})}
+        plugin_config = json.dumps(cfg)
+    envoys = {"with": Envoy(upstream_port, True, work, plugin_config, header_hold=strict, wasm=a.wasm),
+              "without": Envoy(upstream_port, False, work)}
     cases = []
     wanted = set(a.cases.split(","))
     for label, size in [("2KB", 2 << 10), ("64KB", 64 << 10)]:
@@ -168,6 +184,7 @@ def main() -> int:
     def med(runs, key):
         return statistics.median(r[key] for r in runs)
 
+    print(f"mode: {a.mode}, filter: {a.wasm}")
     lines = [f"| case | req/s without | req/s with | ratio ({a.connections} connections) | p50 without / with, 1 connection (µs) | added p50 (µs) | first token p50 without / with, 1 connection (µs) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, runs in results.items():

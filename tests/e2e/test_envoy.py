@@ -12,12 +12,13 @@ import pytest
 from conftest import REPO, Gateway, envoy_binary
 
 
+# a request the filter stalls fails in seconds, not at the SDKs' ten-minute default
 def oai(gw):
-    return openai.OpenAI(base_url=f"{gw.base}/v1", api_key="sk-test", max_retries=0)
+    return openai.OpenAI(base_url=f"{gw.base}/v1", api_key="sk-test", max_retries=0, timeout=15)
 
 
 def claude(gw):
-    return anthropic.Anthropic(base_url=gw.base, api_key="sk-ant-test", max_retries=0)
+    return anthropic.Anthropic(base_url=gw.base, api_key="sk-ant-test", max_retries=0, timeout=15)
 
 
 def test_injection_is_blocked_and_the_sdk_raises_its_own_typed_error(gateway, recorder):
@@ -31,6 +32,8 @@ def test_injection_is_blocked_and_the_sdk_raises_its_own_typed_error(gateway, re
     assert rule.startswith("pi.") and err.value.response.headers["x-tollgate-rule"] == rule
     assert "Ignore all previous" not in str(err.value.body), "the offending text is never echoed"
     assert recorder.last() is None, "the blocked request never reached the upstream"
+    # default mode: the upstream may have seen the headers, then a reset; never the body
+    assert all(b"Ignore" not in a["body"] for a in recorder.aborted)
     with pytest.raises(anthropic.PermissionDeniedError) as err:
         claude(gateway).messages.create(
             model="claude-haiku-4-5", max_tokens=32,

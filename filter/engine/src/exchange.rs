@@ -146,40 +146,40 @@ fn millis(nanos: u64) -> f64 {
 /// One exchange, accumulated by the shell.
 #[derive(Debug, Clone)]
 pub struct ExchangeRecord {
-    pub route: Arc<str>,
-    pub provider: Provider,
-    pub operation: Operation,
-    pub tenant: Tenant,
-    pub request_model: Option<String>,
-    pub response_model: Option<String>,
-    pub stream: bool,
+    pub(crate) route: Arc<str>,
+    pub(crate) provider: Provider,
+    pub(crate) operation: Operation,
+    pub(crate) tenant: Tenant,
+    pub(crate) request_model: Option<String>,
+    pub(crate) response_model: Option<String>,
+    pub(crate) stream: bool,
     /// HTTP status the client received (local replies included).
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Why the request body was not analysed.
-    pub unanalysed: Option<Unanalysed>,
+    pub(crate) unanalysed: Option<Unanalysed>,
     /// Why the response body was not analysed (`too_large`, `encoded`, `malformed`).
-    pub response_unanalysed: Option<Unanalysed>,
-    pub risk_score: f32,
+    pub(crate) response_unanalysed: Option<Unanalysed>,
+    pub(crate) risk_score: f32,
     /// Strongest request-side decision that was applied (`log` in shadow mode).
-    pub request_decision: Decision,
+    pub(crate) request_decision: Decision,
     /// Strongest response-side decision that was applied.
-    pub response_decision: Decision,
-    pub blocked_by: Option<Arc<str>>,
-    pub findings: Vec<Finding>,
-    pub usage: Option<Usage>,
-    pub cost_micro_usd: Option<u64>,
+    pub(crate) response_decision: Decision,
+    pub(crate) blocked_by: Option<Arc<str>>,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) cost_micro_usd: Option<u64>,
     /// The provider reported an error inside the stream, or the upstream answered 5xx.
-    pub upstream_error: bool,
+    pub(crate) upstream_error: bool,
     /// A streamed response ended without the provider's end marker (client gone, upstream cut).
-    pub stream_incomplete: bool,
-    pub timing: Timing,
-    pub request_bytes: u64,
-    pub response_bytes: u64,
+    pub(crate) stream_incomplete: bool,
+    pub(crate) timing: Timing,
+    pub(crate) request_bytes: u64,
+    pub(crate) response_bytes: u64,
     /// Envoy's `x-request-id`, the trace id from `traceparent`, and the user agent (for the
     /// collector; not in the access-log summary, which Envoy's log line already carries).
-    pub request_id: String,
-    pub trace_id: String,
-    pub user_agent: String,
+    pub(crate) request_id: String,
+    pub(crate) trace_id: String,
+    pub(crate) user_agent: String,
 }
 
 impl ExchangeRecord {
@@ -338,6 +338,64 @@ impl ExchangeRecord {
             self.request_decision = Decision::Block;
         }
         self.findings.extend(a.findings.iter().cloned());
+    }
+
+    /// The host timestamps so far.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Why the request body was not analysed, if it was not.
+    pub fn unanalysed(&self) -> Option<Unanalysed> {
+        self.unanalysed
+    }
+
+    /// Size of the request body (declared, then as read).
+    pub fn request_size(&mut self, bytes: u64) {
+        self.request_bytes = bytes;
+    }
+
+    /// The request body was not analysed.
+    pub fn request_unanalysed(&mut self, reason: Unanalysed) {
+        self.unanalysed = Some(reason);
+    }
+
+    /// The filter answered the request itself with `status`.
+    pub fn answered_locally(&mut self, status: u16) {
+        self.status = Some(status);
+    }
+
+    /// The response body was not analysed.
+    pub fn response_not_analysed(&mut self, reason: Unanalysed) {
+        self.response_unanalysed = Some(reason);
+    }
+
+    /// Response bytes that passed.
+    pub fn add_response_bytes(&mut self, bytes: u64) {
+        self.response_bytes = self.response_bytes.saturating_add(bytes);
+    }
+
+    /// The first output text passed at `at` (kept once).
+    pub fn first_token(&mut self, at: u64) {
+        self.timing.first_token.get_or_insert(at);
+    }
+
+    /// A response too large to analyse ended: its usage from the tail, its size.
+    pub fn response_tail(&mut self, usage: Usage, cost_micro_usd: Option<u64>, total: u64) {
+        self.response_unanalysed = Some(Unanalysed::TooLarge);
+        self.usage = Some(usage);
+        self.cost_micro_usd = cost_micro_usd;
+        self.response_bytes = total;
+    }
+
+    /// The status the host reports at the end, unless one is known already.
+    pub fn final_status(&mut self, code: Option<u16>) {
+        self.status = self.status.or(code);
+    }
+
+    /// The exchange ended at `at` (kept once).
+    pub fn ended(&mut self, at: u64) {
+        self.timing.end.get_or_insert(at);
     }
 
     /// The request was answered locally because its body could not be analysed (fail-closed).

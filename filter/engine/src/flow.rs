@@ -224,7 +224,7 @@ impl ExchangeFlow {
             return Some((flow, plan));
         }
         if let Some(n) = declared {
-            flow.record.request_bytes = n as u64;
+            flow.record.request_size(n as u64);
             if n > engine.limits().max_request_body_bytes {
                 plan.reply = flow.too_large(engine);
                 if plan.reply.is_some() {
@@ -272,7 +272,7 @@ impl ExchangeFlow {
     }
 
     fn request_unanalysed(&mut self, reason: Unanalysed) {
-        self.record.unanalysed = Some(reason);
+        self.record.request_unanalysed(reason);
         self.request = RequestState::Done;
         self.holding_headers = false;
     }
@@ -300,7 +300,7 @@ impl ExchangeFlow {
 
     fn reply(&mut self, reply: LocalReply) -> LocalReply {
         self.replied = true;
-        self.record.status = Some(reply.status);
+        self.record.answered_locally(reply.status);
         self.request = RequestState::Done;
         self.holding_headers = false;
         reply
@@ -356,7 +356,7 @@ impl ExchangeFlow {
         let held = self.holding_headers;
         self.request = RequestState::Done;
         self.holding_headers = false;
-        self.record.request_bytes = body.len() as u64;
+        self.record.request_size(body.len() as u64);
         let length = if held || self.kept_length.is_none() {
             BodyLength::Free
         } else {
@@ -424,7 +424,7 @@ impl ExchangeFlow {
             .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"))
         {
             // compressed despite the request (the filter removed accept-encoding): unreadable
-            self.record.response_unanalysed = Some(Unanalysed::Encoded);
+            self.record.response_not_analysed(Unanalysed::Encoded);
             return Vec::new();
         }
         let content_type = header(headers, "content-type").unwrap_or_default();
@@ -494,10 +494,9 @@ impl ExchangeFlow {
             ResponseMode::Streamed(mut stream) => {
                 let fed = stream.feed(engine, data);
                 if fed.first_text {
-                    self.record.timing.first_token.get_or_insert(now);
+                    self.record.first_token(now);
                 }
-                self.record.response_bytes =
-                    self.record.response_bytes.saturating_add(body_size as u64);
+                self.record.add_response_bytes(body_size as u64);
                 let mut out = match fed.emit {
                     Emit::Same => None,
                     Emit::Bytes(bytes) => Some(bytes),
@@ -525,7 +524,7 @@ impl ExchangeFlow {
                 None
             }
             ResponseMode::Buffered => {
-                self.record.response_bytes = body_size as u64;
+                self.record.add_response_bytes(body_size as u64);
                 let analysis = self.analysis.as_ref()?;
                 match engine.analyze_response(analysis, data) {
                     Ok(result) => {
@@ -534,7 +533,7 @@ impl ExchangeFlow {
                         out
                     }
                     Err(_) => {
-                        self.record.response_unanalysed = Some(Unanalysed::Malformed);
+                        self.record.response_not_analysed(Unanalysed::Malformed);
                         None
                     }
                 }
@@ -548,10 +547,7 @@ impl ExchangeFlow {
             return;
         };
         let (usage, cost) = engine.usage_from_tail(analysis, tail.bytes(), tail.total());
-        self.record.response_unanalysed = Some(Unanalysed::TooLarge);
-        self.record.usage = Some(usage);
-        self.record.cost_micro_usd = cost;
-        self.record.response_bytes = tail.total();
+        self.record.response_tail(usage, cost, tail.total());
     }
 
     /// The exchange is over (the host's log callback): a stream still open was cut short.
@@ -562,8 +558,8 @@ impl ExchangeFlow {
             let (_, summary) = stream.finish(engine, false);
             self.record.stream_summary(summary);
         }
-        self.record.status = self.record.status.or(response_code);
-        self.record.timing.end.get_or_insert(now);
+        self.record.final_status(response_code);
+        self.record.ended(now);
     }
 
     /// The access-log summary, the first time the exchange is found ended (at the end of the
@@ -573,7 +569,7 @@ impl ExchangeFlow {
         if self.summarised {
             return None;
         }
-        self.record.timing.end.get_or_insert(now);
+        self.record.ended(now);
         if !engine.summary_in_filter_state() {
             return None;
         }
