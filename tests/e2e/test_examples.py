@@ -66,7 +66,9 @@ def test_istio_envoyfilter_wasm_config_validates(tmp_path):
     patches = docs[0]["spec"]["configPatches"]
     ext = next(p for p in patches if p["applyTo"] == "EXTENSION_CONFIG")["patch"]["value"]
     wasm = ext["typed_config"]
+    # the EnvoyFilter is the strict request hold's example: the Envoy field and the filter's mode
     assert wasm["config"]["allow_on_headers_stop_iteration"] is True
+    assert json.loads(wasm["config"]["configuration"]["value"])["request_hold"]["mode"] == "headers"
     # the module comes from a release URL in the example; validate against the local build
     wasm["config"]["vm_config"]["code"] = {"local": {"filename": str(WASM)}}
     ref = next(p for p in patches if p["applyTo"] == "HTTP_FILTER")["patch"]["value"]
@@ -101,6 +103,19 @@ def test_istio_wasmplugin_and_envoy_gateway_plugin_configs_are_accepted(tmp_path
     policy = next(yaml.safe_load_all((EXAMPLES / "envoy-gateway" / "envoyextensionpolicy.yaml").read_text()))
     assert policy["kind"] == "EnvoyExtensionPolicy" and policy["spec"]["wasm"][0]["rootID"] == "tollgate"
     with_plugin_config(policy["spec"]["wasm"][0]["config"], tmp_path)
+
+
+def test_the_wasmplugin_and_envoy_gateway_examples_need_nothing_else():
+    """Each works as one resource with the default request hold (ADR 0013): no patch setting
+    allow_on_headers_stop_iteration, no strict mode asked of a host that cannot honour it."""
+    for path in (EXAMPLES / "istio" / "wasmplugin.yaml", EXAMPLES / "envoy-gateway" / "envoyextensionpolicy.yaml"):
+        docs = list(yaml.safe_load_all(path.read_text()))
+        kinds = [d["kind"] for d in docs]
+        assert "EnvoyPatchPolicy" not in kinds and "EnvoyFilter" not in kinds, (path, kinds)
+        assert "allow_on_headers_stop_iteration" not in yaml.safe_dump_all(docs), path
+        spec = docs[0]["spec"]
+        config = spec.get("pluginConfig") or spec["wasm"][0]["config"]
+        assert config.get("request_hold", {}).get("mode", "body") == "body", path
 
 
 def test_the_run_commands_default_plugin_config_is_accepted(tmp_path):

@@ -552,17 +552,7 @@ impl Engine {
             },
         };
         if enforced && decision == Decision::Block {
-            let (rule_id, category) = self.blocking_rule(&analysis.findings);
-            analysis.block = Some(BlockReply {
-                status: self.policy.block_status,
-                body: block_body(
-                    route.provider,
-                    self.policy.block_status,
-                    &rule_id,
-                    &category,
-                ),
-                rule_id,
-            });
+            analysis.block = Some(self.block_reply(route, &analysis.findings));
             return Ok(analysis);
         }
         let redact = enforced && decision >= Decision::Redact;
@@ -588,24 +578,13 @@ impl Engine {
             None if length == BodyLength::Keep => {
                 // the redaction cannot be written within the length the upstream expects: the
                 // text must not reach it, so the request is answered here (ADR 0013)
-                let (rule_id, category) = self.blocking_rule(
-                    &analysis
-                        .findings
-                        .iter()
-                        .filter(|f| f.action == Action::Redact)
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
-                analysis.block = Some(BlockReply {
-                    status: self.policy.block_status,
-                    body: block_body(
-                        route.provider,
-                        self.policy.block_status,
-                        &rule_id,
-                        &category,
-                    ),
-                    rule_id,
-                });
+                let redacting: Vec<Finding> = analysis
+                    .findings
+                    .iter()
+                    .filter(|f| f.action == Action::Redact)
+                    .cloned()
+                    .collect();
+                analysis.block = Some(self.block_reply(route, &redacting));
             }
             None => {
                 // not locatable in the original bytes: re-serialise the parsed document
@@ -622,6 +601,21 @@ impl Engine {
             }
         }
         Ok(analysis)
+    }
+
+    /// The local reply for a request blocked over `findings`.
+    fn block_reply(&self, route: &RouteMatch, findings: &[Finding]) -> BlockReply {
+        let (rule_id, category) = self.blocking_rule(findings);
+        BlockReply {
+            status: self.policy.block_status,
+            body: block_body(
+                route.provider,
+                self.policy.block_status,
+                &rule_id,
+                &category,
+            ),
+            rule_id,
+        }
     }
 
     /// The rule named in a block: the strongest blocking finding, or the highest-weight
