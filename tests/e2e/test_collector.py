@@ -130,15 +130,16 @@ def test_the_same_path_with_clickhouse_storage(gateway_factory, clickhouse_colle
     gw = gateway_factory(forwarding(c), collector=c.address)
     client = openai.OpenAI(base_url=f"{gw.base}/v1", api_key="sk-test", max_retries=0)
     rid = f"ch-{uuid.uuid4()}"
+    tenant = f"team-ch-{gw.mode}"  # the ClickHouse collector is shared by both modes' runs
     client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "my card is 4111 1111 1111 1111"}],
-        extra_headers={"x-request-id": rid, "x-tenant-id": "team-ch"})
+        extra_headers={"x-request-id": rid, "x-tenant-id": tenant})
     t = wait_for(c, rid, timeout=2.0)
-    assert (t["tenant"], t["model"], t["outcome"]) == ("team-ch", "gpt-4o-mini", "redacted")
+    assert (t["tenant"], t["model"], t["outcome"]) == (tenant, "gpt-4o-mini", "redacted")
     assert t["usage"]["input_tokens"] == 21 and t["cost_micro_usd"] > 0
     status, usage = c.get("/v1/usage?group_by=tenant&bucket=day")
     assert status == 200
-    row = next(r for r in usage["rows"] if r["group"] == {"tenant": "team-ch"})
+    row = next(r for r in usage["rows"] if r["group"] == {"tenant": tenant})
     assert row["requests"] == 1 and row["input_tokens"] == 21
     status, findings = c.get("/v1/findings?by=rule")
     assert any(r["group"] == {"rule": "pii.card"} for r in findings["rows"])

@@ -118,5 +118,16 @@ def test_the_wasmplugin_and_envoy_gateway_examples_need_nothing_else():
         assert config.get("request_hold", {}).get("mode", "body") == "body", path
 
 
+def test_the_plain_envoy_example_uses_the_default_hold():
+    """The plain Envoy example needs no Envoy field either; the strict mode is only described in a
+    comment."""
+    text = (EXAMPLES / "envoy" / "envoy.yaml").read_text()
+    filters = yaml.safe_load(text)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+    hcm = filters[0]["typed_config"]
+    wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")["typed_config"]["config"]
+    assert "allow_on_headers_stop_iteration" not in wasm
+    assert json.loads(wasm["configuration"]["value"]).get("request_hold", {}).get("mode", "body") == "body"
+
+
 def test_the_run_commands_default_plugin_config_is_accepted(tmp_path):
     with_plugin_config(json.loads((REPO / "envoy" / "dev-config.json").read_text()), tmp_path)

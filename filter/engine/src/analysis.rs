@@ -604,7 +604,7 @@ impl Engine {
     }
 
     /// The local reply for a request blocked over `findings`.
-    fn block_reply(&self, route: &RouteMatch, findings: &[Finding]) -> BlockReply {
+    pub(crate) fn block_reply(&self, route: &RouteMatch, findings: &[Finding]) -> BlockReply {
         let (rule_id, category) = self.blocking_rule(findings);
         BlockReply {
             status: self.policy.block_status,
@@ -951,11 +951,14 @@ fn splice_request(
     length: BodyLength,
 ) -> Option<(Vec<u8>, bool)> {
     let mut splices = Vec::with_capacity(texts.len() + 1);
+    let pointers: Vec<&str> = texts
+        .iter()
+        .filter_map(|(si, _)| segments.get(*si).map(|seg| seg.pointer.as_str()))
+        .collect();
+    // one pass for every redacted string (a body can hold thousands of them)
+    let found = json_edit::locate_all(body, &pointers).ok()?;
     for (si, text) in texts {
-        let seg = segments.get(*si)?;
-        let Some(Located::Value(range)) = json_edit::locate(body, &seg.pointer) else {
-            return None;
-        };
+        let range = found.get(&segments.get(*si)?.pointer)?.clone();
         splices.push(Splice {
             range,
             bytes: serde_json::to_vec(text).ok()?,

@@ -360,6 +360,12 @@ impl ExchangeRecord {
         self.unanalysed = Some(reason);
     }
 
+    /// The request was answered locally, blocked by `rule`, after its analysis was recorded.
+    pub fn blocked_by(&mut self, rule: Arc<str>) {
+        self.blocked_by = Some(rule);
+        self.request_decision = Decision::Block;
+    }
+
     /// The filter answered the request itself with `status`.
     pub fn answered_locally(&mut self, status: u16) {
         self.status = Some(status);

@@ -400,6 +400,30 @@ impl ExchangeFlow {
         plan
     }
 
+    /// The host refused the rewritten body of [`ExchangeFlow::request_body`]: the original must
+    /// not go on (it holds what was redacted), so the request is answered as blocked by the
+    /// rewriting rule.
+    pub fn rewrite_refused(&mut self, engine: &Engine) -> LocalReply {
+        let findings: Vec<_> = self
+            .analysis
+            .as_ref()
+            .map(|a| {
+                a.findings
+                    .iter()
+                    .filter(|f| f.action == crate::policy::Action::Redact)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let block = engine.block_reply(&self.route, &findings);
+        self.record.blocked_by(block.rule_id.clone());
+        self.reply(LocalReply {
+            status: block.status,
+            body: block.body,
+            rule: block.rule_id,
+        })
+    }
+
     /// The response headers arrived (also for a local reply, which the flow ignores).
     pub fn response_headers(
         &mut self,
@@ -692,6 +716,29 @@ mod tests {
                 assert_eq!(parsed["model"], "m");
             }
         }
+    }
+
+    #[test]
+    fn a_repeated_key_hiding_text_is_never_forwarded_verbatim() {
+        let e = engine(REDACT);
+        // serde (and the engine) read the last "messages"; a parser keeping the first would see
+        // the card, which a splice in place would forward untouched
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"4111 1111 1111 1111"}],"messages":[{"role":"user","content":"my card 4111 1111 1111 1111"}]}"#;
+        let (_, _, req) = run(&e, body, false);
+        assert_eq!(
+            req.reply.unwrap().status,
+            403,
+            "length kept: cannot rewrite in place"
+        );
+        let strict = engine(
+            r#"{"request_hold": {"mode": "headers"}, "policy": {"categories": {"pii": "redact"}}}"#,
+        );
+        let (_, _, req) = run(&strict, body, true);
+        let out = String::from_utf8(req.body.unwrap()).unwrap();
+        assert!(
+            !out.contains("4111"),
+            "re-serialised: one messages key, redacted: {out}"
+        );
     }
 
     #[test]

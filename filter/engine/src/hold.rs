@@ -5,6 +5,9 @@
 //! forever, so every paused request is watched: one with no body callback after
 //! `release_after` is released, and after [`UNANSWERED_TO_FALL_BACK`] releases in a row with no
 //! honoured pause between them the VM stops pausing headers (the default path from then on).
+//! Until a pause has been seen honoured, and while an unanswered one is outstanding, only one
+//! request at a time is paused (the others take the default path), so a host that ignores the
+//! pause delays a few requests, not every request of the first second.
 //! A pure state machine with time as a parameter; the plugin's root tick drives it.
 
 /// Releases in a row, with no paused request seeing its body in between, after which the VM
@@ -40,6 +43,8 @@ pub struct HoldWatch {
     /// Released requests whose body callback has not come yet.
     released: Vec<u32>,
     unanswered_in_row: u32,
+    /// A paused request has seen its body: the host honours the pause.
+    confirmed: bool,
     host_ignores_pause: bool,
     released_total: u64,
 }
@@ -51,14 +56,31 @@ impl HoldWatch {
             paused: Vec::new(),
             released: Vec::new(),
             unanswered_in_row: 0,
+            confirmed: false,
             host_ignores_pause: false,
             released_total: 0,
         }
     }
 
-    /// Whether new requests may pause in their headers.
+    /// Whether a new request may pause in its headers: never once the host is known to ignore
+    /// the pause; one at a time while that is still open.
     pub fn holds_headers(&self) -> bool {
-        !self.host_ignores_pause
+        if self.host_ignores_pause {
+            return false;
+        }
+        let trusted = self.confirmed && self.unanswered_in_row == 0;
+        trusted || self.paused.is_empty()
+    }
+
+    /// The host is already known to ignore the pause (an earlier configuration of this VM found
+    /// out): no request pauses.
+    pub fn assume_host_ignores_pause(&mut self) {
+        self.host_ignores_pause = true;
+    }
+
+    /// Whether this watch concluded (or was told) that the host ignores the pause.
+    pub fn host_ignores_pause(&self) -> bool {
+        self.host_ignores_pause
     }
 
     /// Requests released so far.
@@ -81,6 +103,7 @@ impl HoldWatch {
         if let Some(i) = self.paused.iter().position(|(p, _)| *p == id) {
             self.paused.swap_remove(i);
             self.unanswered_in_row = 0;
+            self.confirmed = true;
             return HeadersState::Held;
         }
         if let Some(i) = self.released.iter().position(|r| *r == id) {
@@ -181,6 +204,53 @@ mod tests {
             w.holds_headers(),
             "a slow client now and then is not a deaf host"
         );
+    }
+
+    #[test]
+    fn until_the_host_is_trusted_one_request_at_a_time_pauses() {
+        let mut w = HoldWatch::new(500 * MS);
+        assert!(w.holds_headers());
+        w.paused(1, 0);
+        assert!(
+            !w.holds_headers(),
+            "the others take the default path meanwhile"
+        );
+        assert_eq!(w.body_seen(1), HeadersState::Held);
+        w.paused(2, 0);
+        assert!(w.holds_headers(), "an honoured pause: concurrency is fine");
+        w.paused(3, 0);
+        assert_eq!(w.due(500 * MS).ids, vec![2, 3]);
+        w.paused(4, 600 * MS);
+        assert!(
+            !w.holds_headers(),
+            "after an unanswered pause, one at a time again"
+        );
+    }
+
+    #[test]
+    fn a_deaf_host_delays_only_the_paused_few() {
+        let mut w = HoldWatch::new(500 * MS);
+        let mut delayed = 0;
+        // 300 requests arriving every 10 ms; the tick runs every 100 ms
+        for i in 0..300u32 {
+            let now = u64::from(i) * 10 * MS;
+            if i % 10 == 0 {
+                let _ = w.due(now);
+            }
+            if w.holds_headers() {
+                w.paused(i, now);
+                delayed += 1;
+            }
+        }
+        assert_eq!(delayed, UNANSWERED_TO_FALL_BACK);
+        assert!(w.host_ignores_pause());
+    }
+
+    #[test]
+    fn a_known_deaf_host_never_pauses() {
+        let mut w = HoldWatch::new(500 * MS);
+        w.assume_host_ignores_pause();
+        assert!(!w.holds_headers());
     }
 
     #[test]

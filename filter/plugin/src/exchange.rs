@@ -133,9 +133,7 @@ impl<H: Host> Exchange<H> {
         let Some(flow) = &mut self.flow else {
             return Action::Continue;
         };
-        if self.shared.watch.borrow_mut().body_seen(self.id) == HeadersState::Released {
-            flow.headers_released();
-        }
+        note_body_seen(&self.shared, self.id, flow);
         let call = flow.request_body_call(&self.engine, body_size, end_of_stream);
         self.request_body_step(call)
     }
@@ -144,6 +142,7 @@ impl<H: Host> Exchange<H> {
         let Some(flow) = &mut self.flow else {
             return Action::Continue;
         };
+        note_body_seen(&self.shared, self.id, flow);
         let call = flow.request_trailers_call();
         self.request_body_step(call)
     }
@@ -173,7 +172,12 @@ impl<H: Host> Exchange<H> {
         }
         if let Some(body) = &plan.body {
             if !self.host.set_body(Body::Request, 0, size, body) {
+                // the original holds what was redacted: it must not go on
                 log::warn!("tollgate[{}]: the host refused the rewritten body", self.id);
+                if let Some(flow) = &mut self.flow {
+                    let reply = flow.rewrite_refused(&self.engine);
+                    return self.send(&reply);
+                }
             }
         }
         // header edits come only while the headers are held (strict mode)
@@ -258,6 +262,14 @@ impl<H: Host> Exchange<H> {
     }
 }
 
+/// Tells the watchdog that a body (or trailers) callback reached request `id`; a request it had
+/// released has had its headers sent on.
+fn note_body_seen(shared: &Shared, id: u32, flow: &mut ExchangeFlow) {
+    if shared.watch.borrow_mut().body_seen(id) == HeadersState::Released {
+        flow.headers_released();
+    }
+}
+
 /// An integer host property (Envoy serialises them as 8 little-endian bytes).
 fn int_property<H: Host>(host: &H, path: &[&str]) -> Option<u64> {
     let bytes: [u8; 8] = host.property(path)?.try_into().ok()?;
@@ -324,6 +336,8 @@ mod tests {
         request_headers_sent: bool,
         /// Calls Envoy would have refused.
         refused: Vec<String>,
+        /// Refuse body rewrites (a host that cannot replace the buffer).
+        refuse_body_writes: bool,
         reply: Option<Reply>,
         properties: HashMap<String, Vec<u8>>,
     }
@@ -376,6 +390,9 @@ mod tests {
         }
         fn set_body(&self, body: Body, start: usize, len: usize, bytes: &[u8]) -> bool {
             let mut s = self.0.borrow_mut();
+            if s.refuse_body_writes {
+                return false;
+            }
             let b = match body {
                 Body::Request => &mut s.request_body,
                 Body::Response => &mut s.response_body,
@@ -463,6 +480,21 @@ mod tests {
         let sent: serde_json::Value = serde_json::from_slice(&s.request_body).unwrap();
         assert_eq!(sent["messages"][0]["content"], "my card is [CARD_1]");
         assert!(s.reply.is_none());
+    }
+
+    #[test]
+    fn a_refused_rewrite_never_lets_the_original_go_on() {
+        let (mut ex, envoy, _) = exchange(REDACT);
+        request(&envoy, "/v1/chat/completions", CARD);
+        envoy.0.borrow_mut().refuse_body_writes = true;
+        let actions = send_request(&mut ex, &envoy, CARD);
+        assert_eq!(actions[2], Action::Pause, "answered locally, not continued");
+        let s = envoy.0.borrow();
+        let (status, headers, _) = s.reply.clone().unwrap();
+        assert_eq!(status, 403);
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k == "x-tollgate-rule" && v == "pii.card"));
     }
 
     #[test]

@@ -72,6 +72,7 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
 }
@@ -295,6 +296,18 @@ pub fn resume_request(context_id: u32, root_id: u32) -> bool {
     }
 }
 
+/// Closes request `context_id` from the root context (`root_id`), when it cannot be resumed.
+#[cfg(target_arch = "wasm32")]
+pub fn close_request(context_id: u32, root_id: u32) {
+    // SAFETY: plain values.
+    unsafe {
+        if proxy_set_effective_context(context_id) == OK {
+            let _ = proxy_close_stream(0);
+        }
+        let _ = proxy_set_effective_context(root_id);
+    }
+}
+
 /// Native builds have no host clock.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn now_nanos() -> u64 {
@@ -336,6 +349,10 @@ pub fn send_local_reply(_status: u16, _headers: &[(&str, &str)], _body: &[u8]) -
 pub fn resume_request(_context_id: u32, _root_id: u32) -> bool {
     false
 }
+
+/// Native builds (clippy, docs) have no host.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn close_request(_context_id: u32, _root_id: u32) {}
 
 /// Metric kinds of the proxy-wasm ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -23,6 +23,13 @@ const HOLD_RELEASED: &str = "tollgate.header_hold.released";
 /// Metric (gauge): 1 once this VM concluded that the host ignores the header pause.
 const HOLD_FALLBACK: &str = "tollgate.header_hold.fallback";
 
+thread_local! {
+    /// This VM found that its host ignores a header pause. Kept across configurations (a new
+    /// plugin configuration creates a new root context in the same VM), so a push of config does
+    /// not delay requests again.
+    static HOST_IGNORES_PAUSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// What the root context shares with every exchange of its VM.
 pub struct Shared {
     /// Trace summaries on their way to the collector (when one is configured).
@@ -106,12 +113,17 @@ impl Root {
         }
         for id in &release.ids {
             if !host::resume_request(*id, self.id) {
-                log::debug!("tollgate[{id}]: paused request already gone");
+                // never leave a request paused: end it rather than let it wait for the client
+                log::warn!(
+                    "tollgate[{id}]: the host refused to resume the paused request; closing it"
+                );
+                host::close_request(*id, self.id);
             }
         }
         self.metrics
             .add(HOLD_RELEASED, &[], release.ids.len() as u64);
         if release.fell_back {
+            HOST_IGNORES_PAUSE.with(|known| known.set(true));
             self.metrics.set(HOLD_FALLBACK, 1);
             log::warn!(
                 "tollgate: request_hold.mode is \"headers\" but this host does not deliver the body \
@@ -233,9 +245,13 @@ impl RootContext for Root {
             .request_hold()
             .release_after_ms
             .saturating_mul(1_000_000);
+        let mut watch = HoldWatch::new(release_after);
+        if HOST_IGNORES_PAUSE.with(std::cell::Cell::get) {
+            watch.assume_host_ignores_pause();
+        }
         self.shared = Rc::new(Shared {
             forwarder,
-            watch: RefCell::new(HoldWatch::new(release_after)),
+            watch: RefCell::new(watch),
         });
         self.set_tick_period(tick);
         self.engine = Some(Rc::new(engine));
