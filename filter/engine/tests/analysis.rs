@@ -636,3 +636,73 @@ fn usage_of_a_response_too_large_to_analyse_comes_from_its_tail() {
     assert_eq!(usage.output_tokens, 10_000);
     assert_eq!(usage.input_tokens, a.input_tokens_estimate);
 }
+
+/// JSON text of `s` as a client might write it: minimal, or every non-ASCII character (and,
+/// with `slash`, every `/`) escaped as Python's `json.dumps` default and some encoders do.
+fn encode(s: &str, ascii: bool, slash: bool) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '/' if slash => out.push_str("\\/"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if ascii && !c.is_ascii() => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// ADR 0013: with the length kept, a redacted body has exactly the original's length, is
+    /// valid JSON, keeps everything else, and holds none of the redacted values — whatever the
+    /// client's encoding, spacing and surrounding text.
+    #[test]
+    fn kept_length_redaction_fits_every_encoding(
+        value in 0usize..6,
+        before in "[a-zé😀\"\\\\/\n\t ]{0,20}",
+        after in "[a-zñ中\"\\\\/ ]{0,20}",
+        ascii in any::<bool>(),
+        slash in any::<bool>(),
+        spaced in any::<bool>(),
+        turns in 1usize..4,
+    ) {
+        let values = ["a@b.co", "jo@x.io", "4111 1111 1111 1111", "5555555555554444",
+                      "AKIAIOSFODNN7EXAMPLE", "jean.dupont@exemple.fr"];
+        let v = values[value];
+        static REDACTING: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+        let e = REDACTING.get_or_init(|| {
+            engine(r#"{"policy": {"categories": {"pii": "redact", "secret": "redact"}}}"#)
+        });
+        let (colon, comma) = if spaced { (": ", ", ") } else { (":", ",") };
+        let text = format!("{before} {v} {after}");
+        let messages: Vec<String> = (0..turns)
+            .map(|_| format!("{{\"role\"{colon}\"user\"{comma}\"content\"{colon}{}}}", encode(&text, ascii, slash)))
+            .collect();
+        let body = format!("{{\"model\"{colon}\"gpt-4o-mini\"{comma}\"messages\"{colon}[{}]}}", messages.join(comma));
+        let route = e.route(None, "/v1/chat/completions").unwrap();
+        let a = e.analyze_request_within(&route, body.as_bytes(), tollgate_engine::BodyLength::Keep).unwrap();
+        prop_assert!(a.block.is_none());
+        let out = a.rewritten_body.expect("redacted");
+        prop_assert_eq!(out.len(), body.len());
+        let parsed: Value = serde_json::from_slice(&out).unwrap();
+        prop_assert_eq!(&parsed["model"], "gpt-4o-mini");
+        prop_assert_eq!(parsed["messages"].as_array().unwrap().len(), turns);
+        for m in parsed["messages"].as_array().unwrap() {
+            let t = m["content"].as_str().unwrap();
+            prop_assert!(!t.contains(v), "{} leaked in {}", v, t);
+            let b = before.as_str();
+            let af = after.as_str();
+            prop_assert!(t.starts_with(b) && t.ends_with(af), "context changed: {}", t);
+        }
+    }
+}
