@@ -7,7 +7,7 @@ use crate::config::RawConfig;
 use crate::detect::output::PromptFingerprint;
 use crate::detect::{DetectorSettings, Detectors, Hit, RuleKind, ScanSet, Severity};
 use crate::error::EngineError;
-use crate::json_edit::{self, Located, Splice};
+use crate::json_edit::{self, Splice};
 use crate::normalize::Normalizer;
 use crate::policy::{block_body, risk_score, Action, Decision, Policy, Redactor};
 use crate::price::{parse_usd_micro, Price, PriceTable};
@@ -981,39 +981,28 @@ fn splice_request(
 
 /// The edit that sets `stream_options.include_usage` to `true`.
 fn include_usage_splice(body: &[u8]) -> Option<Splice> {
-    let insert = |open: usize, text: &str| Splice {
-        range: open + 1..open + 1,
-        bytes: text.as_bytes().to_vec(),
-    };
-    match json_edit::locate(body, "/stream_options")? {
-        Located::MissingKey { open, empty } => Some(insert(
-            open,
-            if empty {
-                r#""stream_options":{"include_usage":true}"#
-            } else {
-                r#""stream_options":{"include_usage":true},"#
-            },
-        )),
-        Located::Value(range) if body.get(range.start) == Some(&b'{') => {
-            match json_edit::locate(body, "/stream_options/include_usage")? {
-                Located::Value(range) => Some(Splice {
-                    range,
-                    bytes: b"true".to_vec(),
-                }),
-                Located::MissingKey { open, empty } => Some(insert(
-                    open,
-                    if empty {
-                        r#""include_usage":true"#
-                    } else {
-                        r#""include_usage":true,"#
-                    },
-                )),
-            }
+    const OPTIONS: &str = "/stream_options";
+    const INCLUDE: &str = "/stream_options/include_usage";
+    let found = json_edit::locate_all(body, &[OPTIONS, INCLUDE]).ok()?;
+    if let Some(range) = found.get(INCLUDE) {
+        return Some(Splice {
+            range: range.clone(),
+            bytes: b"true".to_vec(),
+        });
+    }
+    match found.get(OPTIONS) {
+        Some(range) if body.get(range.start) == Some(&b'{') => {
+            json_edit::first_member(body, range.start, r#""include_usage":true"#)
         }
-        Located::Value(range) => Some(Splice {
-            range,
+        Some(range) => Some(Splice {
+            range: range.clone(),
             bytes: br#"{"include_usage":true}"#.to_vec(),
         }),
+        None => json_edit::first_member(
+            body,
+            json_edit::document_start(body),
+            r#""stream_options":{"include_usage":true}"#,
+        ),
     }
 }
 

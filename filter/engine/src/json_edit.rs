@@ -6,8 +6,9 @@
 //! must keep its length, a shorter result is padded with JSON whitespace after the last value
 //! (legal anywhere between tokens and at the end), and a longer one is refused.
 //!
-//! The locator is a small iterative scanner over well-formed JSON (the body has already been
-//! parsed by `serde_json`, so it is); with duplicate keys it picks the last, as `serde_json` does.
+//! The locator walks well-formed JSON once (the body has already been parsed by `serde_json`, so
+//! it is), entering only the containers on the way to a wanted value; an object on that way that
+//! repeats a key is refused.
 
 use std::ops::Range;
 
@@ -63,47 +64,26 @@ pub fn apply(
     Ok(out)
 }
 
-/// Where a value stands in a body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Located {
-    /// The value's bytes.
-    Value(Range<usize>),
-    /// The pointer's last token is a key missing from an object; the object's opening brace is
-    /// at `open` and `empty` says whether it has no member yet.
-    MissingKey { open: usize, empty: bool },
+/// The edit that adds `member` (`"key":value`) as the first member of the object opening at
+/// `open`; `None` when no object opens there.
+pub fn first_member(body: &[u8], open: usize, member: &str) -> Option<Splice> {
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let empty = body.get(skip_ws(body, open + 1)) == Some(&b'}');
+    let mut bytes = member.as_bytes().to_vec();
+    if !empty {
+        bytes.push(b',');
+    }
+    Some(Splice {
+        range: open + 1..open + 1,
+        bytes,
+    })
 }
 
-/// Finds the value at `pointer` (RFC 6901) in `body`.
-pub fn locate(body: &[u8], pointer: &str) -> Option<Located> {
-    if pointer.is_empty() {
-        let start = skip_ws(body, 0);
-        return Some(Located::Value(start..value_end(body, start)?));
-    }
-    let tokens: Vec<String> = pointer
-        .strip_prefix('/')?
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect();
-    let mut at = skip_ws(body, 0);
-    let last = tokens.len().saturating_sub(1);
-    for (depth, token) in tokens.iter().enumerate() {
-        match body.get(at)? {
-            b'{' => match member(body, at, token)? {
-                Some(v) => at = v,
-                None if depth == last => {
-                    let first = skip_ws(body, at + 1);
-                    return Some(Located::MissingKey {
-                        open: at,
-                        empty: body.get(first) == Some(&b'}'),
-                    });
-                }
-                None => return None,
-            },
-            b'[' => at = element(body, at, token.parse().ok()?)?,
-            _ => return None,
-        }
-    }
-    Some(Located::Value(at..value_end(body, at)?))
+/// Where the top-level value starts.
+pub fn document_start(body: &[u8]) -> usize {
+    skip_ws(body, 0)
 }
 
 /// Why [`locate_all`] found nothing.
@@ -253,59 +233,6 @@ impl Walk<'_> {
     }
 }
 
-/// The start of the value of key `key` in the object opening at `open` (the last one when the
-/// key repeats); `Some(None)` when the object has no such key.
-fn member(body: &[u8], open: usize, key: &str) -> Option<Option<usize>> {
-    let mut at = skip_ws(body, open + 1);
-    let mut found = None;
-    if body.get(at) == Some(&b'}') {
-        return Some(None);
-    }
-    loop {
-        let key_end = string_end(body, at)?;
-        let raw = body.get(at..key_end)?;
-        at = skip_ws(body, key_end);
-        if body.get(at) != Some(&b':') {
-            return None;
-        }
-        let value = skip_ws(body, at + 1);
-        if key_matches(raw, key) {
-            found = Some(value);
-        }
-        at = skip_ws(body, value_end(body, value)?);
-        match body.get(at)? {
-            b',' => at = skip_ws(body, at + 1),
-            b'}' => return Some(found),
-            _ => return None,
-        }
-    }
-}
-
-/// Whether the JSON string token `raw` (quotes included) spells `key`.
-fn key_matches(raw: &[u8], key: &str) -> bool {
-    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-    if !inner.contains(&b'\\') {
-        return inner == key.as_bytes();
-    }
-    serde_json::from_slice::<String>(raw).is_ok_and(|k| k == key)
-}
-
-/// The start of element `index` of the array opening at `open`.
-fn element(body: &[u8], open: usize, index: usize) -> Option<usize> {
-    let mut at = skip_ws(body, open + 1);
-    if body.get(at) == Some(&b']') {
-        return None;
-    }
-    for _ in 0..index {
-        at = skip_ws(body, value_end(body, at)?);
-        match body.get(at)? {
-            b',' => at = skip_ws(body, at + 1),
-            _ => return None,
-        }
-    }
-    Some(at)
-}
-
 fn skip_ws(body: &[u8], mut at: usize) -> usize {
     while matches!(body.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         at += 1;
@@ -376,10 +303,8 @@ mod tests {
     use super::*;
 
     fn value(body: &str, pointer: &str) -> Option<String> {
-        match locate(body.as_bytes(), pointer)? {
-            Located::Value(r) => Some(body[r].to_string()),
-            Located::MissingKey { .. } => None,
-        }
+        let found = locate_all(body.as_bytes(), &[pointer]).ok()?;
+        found.get(pointer).map(|r| body[r.clone()].to_string())
     }
 
     #[test]
@@ -401,14 +326,11 @@ mod tests {
     }
 
     #[test]
-    fn escaped_keys_and_duplicates_follow_serde() {
-        let body = r#"{"a/b":1,"c~d":2,"\u0065":3,"k":"first","k":"last"}"#;
+    fn escaped_keys_follow_serde() {
+        let body = r#"{"a/b":1,"c~d":2,"\u0065":3}"#;
         assert_eq!(value(body, "/a~1b").unwrap(), "1");
         assert_eq!(value(body, "/c~0d").unwrap(), "2");
         assert_eq!(value(body, "/e").unwrap(), "3");
-        assert_eq!(value(body, "/k").unwrap(), r#""last""#);
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["k"], "last");
     }
 
     #[test]
@@ -431,16 +353,6 @@ mod tests {
         );
         assert_eq!(&body[found["/x~0y/k"].clone()], r#""v""#);
         assert!(!found.contains_key("/nope/0"));
-        for p in [
-            "/messages/0/content",
-            "/messages/1/content/0/text",
-            "/x~0y/k",
-        ] {
-            assert_eq!(
-                locate(body.as_bytes(), p),
-                Some(Located::Value(found[p].clone()))
-            );
-        }
     }
 
     #[test]
@@ -478,31 +390,21 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_key_names_its_object() {
-        assert_eq!(
-            locate(br#"{"a":{}}"#, "/a/b"),
-            Some(Located::MissingKey {
-                open: 5,
-                empty: true
-            })
-        );
-        assert_eq!(
-            locate(br#"{"a":1}"#, "/b"),
-            Some(Located::MissingKey {
-                open: 0,
-                empty: false
-            })
-        );
-        assert_eq!(locate(br#"{"a":1}"#, "/b/c"), None);
+    fn a_first_member_is_added_with_or_without_a_comma() {
+        let edit = |body: &[u8], open| {
+            let mut e = vec![first_member(body, open, r#""k":1"#).unwrap()];
+            apply(body, &mut e, false).unwrap()
+        };
+        assert_eq!(edit(br#"{"a":{}}"#, 5), br#"{"a":{"k":1}}"#);
+        assert_eq!(edit(br#" {"a":1}"#, 1), br#" {"k":1,"a":1}"#);
+        assert!(first_member(br#"[1]"#, 0, "x").is_none());
+        assert_eq!(document_start(b"  {}"), 2);
     }
 
     #[test]
     fn splices_keep_or_change_the_length() {
         let body = br#"{"a":"secret-value","b":2}"#;
-        let r = match locate(body, "/a").unwrap() {
-            Located::Value(r) => r,
-            Located::MissingKey { .. } => unreachable!(),
-        };
+        let r = locate_all(body, &["/a"]).unwrap()["/a"].clone();
         let mut edits = vec![Splice {
             range: r.clone(),
             bytes: br#""[X]""#.to_vec(),
@@ -535,9 +437,9 @@ mod tests {
             b"{\"a\" 1}",
             b"}",
         ] {
-            let _ = locate(body, "/a");
-            let _ = locate(body, "/0");
-            let _ = locate(body, "");
+            let _ = locate_all(body, &["/a"]);
+            let _ = locate_all(body, &["/0"]);
+            let _ = locate_all(body, &[""]);
         }
     }
 }
