@@ -37,7 +37,7 @@ build:
 # the engine compiled for wasm must decide exactly as it does natively (run under wasmtime)
 wasm-smoke: wasm
 	$(CARGO) build -p tollgate-engine --example wasm_size --release
-	python3 filter/engine/tests/wasm/run_wasm.py target/$(WASM_TARGET)/release/examples/wasm_size.wasm target/release/examples/wasm_size
+	python3 filter/engine/tests/wasm/run_wasm.py target/$(WASM_TARGET)/release/examples/wasm_size.wasm target/release/examples/wasm_size eval/corpus
 
 # the Envoy filter
 plugin:

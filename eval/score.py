@@ -5,13 +5,16 @@ Usage (from the repo root):
   python3 eval/score.py [--tollgate target/release/tollgate] [--config FILE]
 
 Runs `tollgate scan --jsonl [--config FILE] < input > output` over:
-  eval/corpus/injection.jsonl + eval/corpus/benign.jsonl   (one timed run: throughput)
-  eval/corpus/hard_negatives.jsonl
+  eval/corpus/{injection,benign,authored_tune,authored_test,hard_negatives}.jsonl
+                                      (attacks and ordinary texts; one timed run: throughput)
   eval/corpus/pii.jsonl
-  ../shared/data/secrets-fixtures.jsonl                      (if present)
+  ../shared/data/secrets-fixtures.jsonl and eval/corpus/secrets_heldout.jsonl
 
-Markdown tables go to stdout (paste into docs/detection.md); diagnostics
-(top false positives, false negatives, per-rule hits) go to stderr.
+Every row carries a `split`: `tune` (the rules and the learned scorer were developed looking at
+it) or `test` (held out: measured, never read while tuning). Figures are reported per split;
+the gates (`--check`) hold on the test split only. Markdown tables go to stdout (paste into
+docs/detection.md); diagnostics with texts (false positives, misses, per-rule hits) go to
+stderr for the tune split only.
 Exit status: 0 ok, 2 CLI missing / failed / malformed output.
 """
 from __future__ import annotations
@@ -127,69 +130,90 @@ def short(text: str, n: int = 120) -> str:
 
 # ---------------------------------------------------------------------------
 
-def score_injection(data: dict[str, tuple[list[dict], list[dict]]], md: list[str], summary: dict) -> None:
-    inj_rows, inj_out = data["injection"]
-    det = sum(1 for o in inj_out if findings(o, "injection."))
-    det_b = sum(1 for o in inj_out if is_blocked(o, "injection."))
-    summary["injection"] = {"n": len(inj_rows), "detected": det, "blocked": det_b}
+def rate(n: int, d: int) -> float:
+    return n / d if d else 0.0
 
+
+def split_of(r: dict) -> str:
+    return r.get("split", "tune")
+
+
+def score_injection(rows: list[dict], out: list[dict], md: list[str], summary: dict) -> None:
+    """Attacks and ordinary texts of every file, reported per split, family and language.
+
+    Diagnostics (texts of misses and false positives) are printed for the tune split only: the
+    test split is measured, never read while tuning.
+    """
+    flagged = [bool(findings(o, "injection.")) for o in out]
+    blocked = [is_blocked(o, "injection.") for o in out]
+    summary["injection"] = {}
     md.append("### Prompt injection\n")
-    md.append("| corpus | items | flagged (any `injection.*` finding) | rate | blocked | block rate |")
-    md.append("|---|---:|---:|---:|---:|---:|")
-    md.append(f"| injection.jsonl (detection) | {len(inj_rows)} | {det} | {pct(det, len(inj_rows))} | {det_b} | {pct(det_b, len(inj_rows))} |")
-    fp_tot = fpb_tot = n_tot = 0
-    fps_all = []
-    for name in ("benign", "hard_negatives"):
-        rows, out = data[name]
-        fp = [(r, o) for r, o in zip(rows, out) if findings(o, "injection.")]
-        fpb = sum(1 for o in out if is_blocked(o, "injection."))
-        fp_tot += len(fp)
-        fpb_tot += fpb
-        n_tot += len(rows)
-        fps_all += [(name, r, o) for r, o in fp]
-        summary[name] = {"n": len(rows), "fp": len(fp), "fp_blocked": fpb}
-        md.append(f"| {name}.jsonl (false positives) | {len(rows)} | {len(fp)} | {pct(len(fp), len(rows))} | {fpb} | {pct(fpb, len(rows))} |")
-    md.append(f"| benign + hard_negatives (false positives) | {n_tot} | {fp_tot} | {pct(fp_tot, n_tot)} | {fpb_tot} | {pct(fpb_tot, n_tot)} |")
+    md.append("| split | attacks | flagged | detection | blocked | block rate | ordinary texts | flagged | false positives | blocked | blocked share |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for split in ("tune", "test"):
+        idx = [i for i, r in enumerate(rows) if split_of(r) == split]
+        att = [i for i in idx if rows[i]["label"] == "injection"]
+        ben = [i for i in idx if rows[i]["label"] == "benign"]
+        d = sum(flagged[i] for i in att)
+        b = sum(blocked[i] for i in att)
+        fp = sum(flagged[i] for i in ben)
+        fpb = sum(blocked[i] for i in ben)
+        summary["injection"][split] = {"attacks": len(att), "detected": d, "blocked": b, "ordinary": len(ben), "fp": fp, "fp_blocked": fpb}
+        md.append(f"| **{split}** | {len(att)} | {d} | {pct(d, len(att))} | {b} | {pct(b, len(att))} | {len(ben)} | {fp} | {pct(fp, len(ben))} | {fpb} | {pct(fpb, len(ben))} |")
     md.append("")
 
-    # per-source detection on injection corpus
-    by_src = collections.defaultdict(lambda: [0, 0])
-    for r, o in zip(inj_rows, inj_out):
-        src = r.get("source", "?")
-        key = src.split(":", 1)[0] + ":" + src.split(":", 1)[-1].split("/")[0]
-        if r.get("attack_kind") == "indirect":
-            key += " (indirect, embedded)"
-        elif "/in_the_wild/" in src:
-            key = "pyrit:jailbreak/templates/in_the_wild"
-        by_src[key][0] += 1
-        by_src[key][1] += 1 if findings(o, "injection.") else 0
-    md.append("| injection source | items | detected | rate |")
-    md.append("|---|---:|---:|---:|")
-    for k in sorted(by_src):
-        n, d = by_src[k]
-        md.append(f"| {k} | {n} | {d} | {pct(d, n)} |")
-    md.append("")
+    def table(split: str, key, title: str) -> dict:
+        groups: dict = collections.defaultdict(lambda: [0, 0, 0, 0, 0])
+        for i, r in enumerate(rows):
+            if split_of(r) != split:
+                continue
+            g = groups[key(r)]
+            if r["label"] == "injection":
+                g[0] += 1
+                g[1] += flagged[i]
+                g[2] += blocked[i]
+            else:
+                g[3] += 1
+                g[4] += flagged[i]
+        md.append(f"| {title} | attacks | detected | rate | blocked | ordinary | false positives | FP rate |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for k in sorted(groups):
+            a, d, b, n, f = groups[k]
+            md.append(f"| {k} | {a} | {d} | {pct(d, a) if a else '–'} | {b} | {n} | {f} | {pct(f, n) if n else '–'} |")
+        md.append("")
+        return {k: dict(zip(("attacks", "detected", "blocked", "ordinary", "fp"), v)) for k, v in groups.items()}
 
-    # diagnostics
-    log("== Top false positives (injection.*) on benign + hard_negatives ==")
-    fps_all.sort(key=lambda x: -float(x[2].get("risk_score") or 0))
-    for name, r, o in fps_all[:20]:
-        rules = ",".join(sorted({f.get("rule_id", "?") for f in findings(o, "injection.")}))
-        log(f"  [{name}] {rules}: {short(r['text'])}")
+    md.append("Held-out (`test`) split, per source family:\n")
+    summary["injection"]["test_by_family"] = table("test", lambda r: r.get("family", r.get("source", "?").split(":")[0]), "family (test)")
+    md.append("Held-out (`test`) split, per language:\n")
+    summary["injection"]["test_by_lang"] = table("test", lambda r: r.get("lang", "en"), "language (test)")
+    md.append("Held-out (`test`) attacks, direct and indirect (inside documents and tool results):\n")
+    table("test", lambda r: ("indirect" if r.get("attack_kind") == "indirect" else "direct") if r["label"] == "injection" else "ordinary", "kind (test)")
+    md.append("Tuning (`tune`) split, per source family (the rules and the scorer were developed on these):\n")
+    summary["injection"]["tune_by_family"] = table("tune", lambda r: r.get("family", r.get("source", "?").split(":")[0]), "family (tune)")
+
+    # diagnostics: tune split only
+    tune = [i for i, r in enumerate(rows) if split_of(r) == "tune"]
+    fps = [i for i in tune if rows[i]["label"] == "benign" and flagged[i]]
+    fps.sort(key=lambda i: -float(out[i].get("risk_score") or 0))
+    log("== Tune split: false positives (injection.*) ==")
+    for i in fps[:25]:
+        rules = ",".join(sorted({f.get("rule_id", "?") for f in findings(out[i], "injection.")}))
+        log(f"  [{rows[i].get('family', '?')}] {rules}: {short(rows[i]['text'])}")
     hits = collections.defaultdict(collections.Counter)
-    for name in ("injection", "benign", "hard_negatives"):
-        for o in data[name][1]:
-            for rid in {f.get("rule_id", "?") for f in findings(o, "injection.")}:
-                hits[rid][name] += 1
-    log("== Per-rule hit counts (items with >=1 hit): rule  injection  benign  hard_negatives ==")
+    for i in tune:
+        for rid in {f.get("rule_id", "?") for f in findings(out[i], "injection.")}:
+            hits[rid][rows[i]["label"]] += 1
+    log("== Tune split, per-rule hits: rule  attacks  ordinary ==")
     for rid in sorted(hits, key=lambda r: -sum(hits[r].values())):
-        c = hits[rid]
-        log(f"  {rid:48s} {c['injection']:6d} {c['benign']:6d} {c['hard_negatives']:6d}")
-    missed = [r for r, o in zip(inj_rows, inj_out) if not findings(o, "injection.")]
-    log(f"== Missed injections: {len(missed)} (first 15) ==")
-    for r in missed[:15]:
-        log(f"  [{r.get('source')}] {short(r['text'])}")
-    summary["per_rule_hits"] = {k: dict(v) for k, v in hits.items()}
+        log(f"  {rid:48s} {hits[rid]['injection']:6d} {hits[rid]['benign']:6d}")
+    missed = [i for i in tune if rows[i]["label"] == "injection" and not flagged[i]]
+    log(f"== Tune split: missed attacks: {len(missed)} (first 25) ==")
+    for i in missed[:25]:
+        log(f"  [{rows[i].get('source')}] {short(rows[i]['text'])}")
+    test = [i for i, r in enumerate(rows) if split_of(r) == "test"]
+    log(f"== Test split: {sum(1 for i in test if rows[i]['label'] == 'injection' and not flagged[i])} attacks missed, "
+        f"{sum(1 for i in test if rows[i]['label'] == 'benign' and flagged[i])} false positives (texts not shown: held out) ==")
 
 
 def overlaps(a0: int, a1: int, b0: int, b1: int) -> bool:
@@ -197,69 +221,87 @@ def overlaps(a0: int, a1: int, b0: int, b1: int) -> bool:
 
 
 def score_pii(rows: list[dict], out: list[dict], md: list[str], summary: dict) -> None:
-    tp = collections.Counter()
-    fp = collections.Counter()
-    fn = collections.Counter()
-    recalled = collections.Counter()
-    n_spans = collections.Counter()
-    fp_list, fn_list = [], []
-    neg_lines = neg_fp_lines = 0
-    for r, o in zip(rows, out):
-        spans = r.get("spans") or []
-        text_b = r["text"].encode("utf-8")
-        pf = findings(o, "pii")
-        if not spans:
-            neg_lines += 1
-            if pf:
-                neg_fp_lines += 1
-        for f in pf:
-            rid = str(f.get("rule_id", ""))
-            t = rid[4:] if rid.startswith("pii.") else rid
-            try:
-                s0, s1 = int(f["start"]), int(f["end"])
-            except (KeyError, TypeError, ValueError):
-                s0 = s1 = -1
-            if any(sp["type"] == t and overlaps(s0, s1, sp["start"], sp["end"]) for sp in spans):
-                tp[t] += 1
-            else:
-                fp[t] += 1
-                frag = text_b[max(0, s0) : max(0, s1)].decode("utf-8", "replace") if s0 >= 0 else "?"
-                fp_list.append((t, frag, r))
-        for sp in spans:
-            n_spans[sp["type"]] += 1
-            hit = any(
-                str(f.get("rule_id", "")) == "pii." + sp["type"]
-                and overlaps(int(f.get("start", -1)), int(f.get("end", -1)), sp["start"], sp["end"])
-                for f in pf
-            )
-            if hit:
-                recalled[sp["type"]] += 1
-            else:
-                fn[sp["type"]] += 1
-                fn_list.append((sp["type"], sp["value"], r))
-
+    """Recall per labelled span (a span counts once, however many findings cover it) and
+    precision per distinct finding span, per split; look-alike lines separately."""
     md.append("### PII\n")
-    md.append("| type | labelled spans | TP (findings) | FP (findings) | FN (spans) | precision | recall |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|")
-    types = PII_TYPES + sorted(t for t in set(fp) | set(tp) if t not in PII_TYPES)
     summary["pii"] = {}
-    for t in types:
-        p = pct(tp[t], tp[t] + fp[t])
-        rc = pct(recalled[t], n_spans[t])
-        md.append(f"| {t} | {n_spans[t]} | {tp[t]} | {fp[t]} | {fn[t]} | {p} | {rc} |")
-        summary["pii"][t] = {"spans": n_spans[t], "tp": tp[t], "fp": fp[t], "fn": fn[t]}
-    T, F, N, R = sum(tp.values()), sum(fp.values()), sum(n_spans.values()), sum(recalled.values())
-    md.append(f"| **all** | {N} | {T} | {F} | {N - R} | {pct(T, T + F)} | {pct(R, N)} |")
-    md.append("")
-    md.append(f"Hard-negative lines (no PII, look-alikes such as Luhn-failing 16-digit numbers, invalid SSNs, bad-checksum IBANs, UUIDs, hashes, timestamps, versions): "
-              f"{neg_fp_lines} of {neg_lines} lines had a `pii` finding ({pct(neg_fp_lines, neg_lines)}).\n")
-    summary["pii_negative_lines"] = {"n": neg_lines, "flagged": neg_fp_lines}
-    log(f"== PII false negatives: {len(fn_list)} (first 30) ==")
-    for t, v, r in fn_list[:30]:
-        log(f"  [{t}] {v!r} in: {short(r['text'])}")
-    log(f"== PII false positives: {len(fp_list)} (first 30) ==")
-    for t, frag, r in fp_list[:30]:
-        log(f"  [{t}] {frag!r} in: {short(r['text'])}")
+    for split in ("tune", "test"):
+        pairs = [(r, o) for r, o in zip(rows, out) if split_of(r) == split]
+        if not pairs:
+            continue
+        n_spans, recalled, tp, fp = (collections.Counter() for _ in range(4))
+        neg_lines = neg_flagged = 0
+        by_locale = collections.defaultdict(lambda: [0, 0])
+        no_context = [0, 0]
+        fn_list, fp_list = [], []
+        for r, o in pairs:
+            spans = r.get("spans") or []
+            text_b = r["text"].encode("utf-8")
+            uniq = {}
+            for f in findings(o, "pii"):
+                try:
+                    key = (str(f.get("rule_id", "")), int(f["start"]), int(f["end"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                uniq[key] = f
+            if not spans:
+                neg_lines += 1
+                neg_flagged += 1 if uniq else 0
+            for rid, s0, s1 in uniq:
+                t = rid[4:] if rid.startswith("pii.") else rid
+                if any(sp["type"] == t and overlaps(s0, s1, sp["start"], sp["end"]) for sp in spans):
+                    tp[t] += 1
+                else:
+                    fp[t] += 1
+                    fp_list.append((t, text_b[s0:s1].decode("utf-8", "replace"), r))
+            for sp in spans:
+                t = sp["type"]
+                n_spans[t] += 1
+                hit = any(rid == "pii." + t and overlaps(s0, s1, sp["start"], sp["end"]) for rid, s0, s1 in uniq)
+                recalled[t] += hit
+                if t == "phone":
+                    loc = by_locale[r.get("locale", "?")]
+                    loc[0] += 1
+                    loc[1] += hit
+                    if sp.get("context") is False:
+                        no_context[0] += 1
+                        no_context[1] += hit
+                if not hit:
+                    fn_list.append((t, sp.get("value"), r))
+        md.append(f"`{split}` split:\n")
+        md.append("| type | labelled spans | found | recall | distinct findings | correct | wrong | precision |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        types = PII_TYPES + sorted(t for t in set(fp) | set(tp) | set(n_spans) if t not in PII_TYPES)
+        per = {}
+        for t in types:
+            if not (n_spans[t] or tp[t] or fp[t]):
+                continue
+            md.append(f"| {t} | {n_spans[t]} | {recalled[t]} | {pct(recalled[t], n_spans[t])} | {tp[t] + fp[t]} | {tp[t]} | {fp[t]} | {pct(tp[t], tp[t] + fp[t])} |")
+            per[t] = {"spans": n_spans[t], "recalled": recalled[t], "tp": tp[t], "fp": fp[t]}
+        N, R, T, F = sum(n_spans.values()), sum(recalled.values()), sum(tp.values()), sum(fp.values())
+        md.append(f"| **all** | {N} | {R} | {pct(R, N)} | {T + F} | {T} | {F} | {pct(T, T + F)} |")
+        md.append("")
+        md.append(f"Look-alike lines (no PII): {neg_flagged} of {neg_lines} had a `pii` finding ({pct(neg_flagged, neg_lines)}). "
+                  f"Phone numbers written without any phone word nearby: {no_context[1]} of {no_context[0]} found.\n")
+        if by_locale:
+            md.append("| phone locale | spans | found | recall |")
+            md.append("|---|---:|---:|---:|")
+            for loc in sorted(by_locale):
+                n, h = by_locale[loc]
+                md.append(f"| {loc} | {n} | {h} | {pct(h, n)} |")
+            md.append("")
+        summary["pii"][split] = {"types": per, "all": {"spans": N, "recalled": R, "tp": T, "fp": F},
+                                 "negative_lines": {"n": neg_lines, "flagged": neg_flagged},
+                                 "phone_by_locale": {k: {"spans": v[0], "found": v[1]} for k, v in by_locale.items()}}
+        if split == "tune":
+            log(f"== PII ({split}) false negatives: {len(fn_list)} (first 40) ==")
+            for t, v, r in fn_list[:40]:
+                log(f"  [{t}/{r.get('locale', '')}] {v!r} in: {short(r['text'])}")
+            log(f"== PII ({split}) false positives: {len(fp_list)} (first 40) ==")
+            for t, frag, r in fp_list[:40]:
+                log(f"  [{t}] {frag!r} in: {short(r['text'])}")
+        else:
+            log(f"== PII ({split}): {len(fn_list)} spans missed, {len(fp_list)} wrong findings (held out, not shown) ==")
 
 
 def secret_group(r: dict) -> str:
@@ -273,52 +315,61 @@ def secret_group(r: dict) -> str:
     if src.startswith("ripsecrets"):
         rest = i.split("/", 1)[-1].split(":")[0]
         return "ripsecrets:" + (rest or head)
-    return src or "?"
+    return r.get("kind") or src or "?"
 
 
-def score_secrets(rows: list[dict], out: list[dict], ordinary: list[tuple[str, dict, dict]], md: list[str], summary: dict) -> None:
-    pos = [(r, o) for r, o in zip(rows, out) if r.get("label") == "secret"]
-    neg = [(r, o) for r, o in zip(rows, out) if r.get("label") != "secret"]
-    pos_excl = [p for p in pos if p[0].get("needs_custom_config")]
-    neg_excl = [p for p in neg if p[0].get("needs_custom_config")]
-    pos = [p for p in pos if not p[0].get("needs_custom_config")]
-    neg = [p for p in neg if not p[0].get("needs_custom_config")]
-    rec = sum(1 for r, o in pos if findings(o, "secret"))
-    fpn = sum(1 for r, o in neg if findings(o, "secret"))
-    ord_fp = [(name, r, o) for name, r, o in ordinary if findings(o, "secret")]
+def secret_found(r: dict, o: dict) -> bool:
+    """A secret line is found when a `secret` finding overlaps its labelled span (any secret
+    finding when the line has no span)."""
+    fs = findings(o, "secret")
+    spans = [sp for sp in (r.get("spans") or []) if "start" in sp]
+    if not spans:
+        return bool(fs)
+    return all(any(overlaps(int(f.get("start", -1)), int(f.get("end", -1)), sp["start"], sp["end"]) for f in fs) for sp in spans)
+
+
+def score_secrets(sets: dict[str, tuple[list[dict], list[dict]]], ordinary: list[tuple[dict, dict]], md: list[str], summary: dict) -> None:
     md.append("### Secrets\n")
-    md.append("| measure | count | of | rate |")
-    md.append("|---|---:|---:|---:|")
-    md.append(f"| recall on `secret` fixtures | {rec} | {len(pos)} | {pct(rec, len(pos))} |")
-    md.append(f"| false positives on `no_secret` fixtures | {fpn} | {len(neg)} | {pct(fpn, len(neg))} |")
-    md.append(f"| false positives on ordinary prose and code (benign + hard_negatives) | {len(ord_fp)} | {len(ordinary)} | {pct(len(ord_fp), len(ordinary))} |")
+    md.append("| set | split | secrets | found | recall | look-alikes | flagged | false-positive rate |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    summary["secrets"] = {}
+    for name, (rows, out) in sets.items():
+        pairs = [(r, o) for r, o in zip(rows, out) if not r.get("needs_custom_config")]
+        pos = [(r, o) for r, o in pairs if r.get("label") == "secret"]
+        neg = [(r, o) for r, o in pairs if r.get("label") != "secret"]
+        rec = sum(1 for r, o in pos if secret_found(r, o))
+        fpn = sum(1 for r, o in neg if findings(o, "secret"))
+        split = split_of(rows[0]) if rows else "?"
+        md.append(f"| {name} | {split} | {len(pos)} | {rec} | {pct(rec, len(pos))} | {len(neg)} | {fpn} | {pct(fpn, len(neg))} |")
+        summary["secrets"][name] = {"split": split, "secrets": len(pos), "found": rec, "lookalikes": len(neg), "flagged": fpn}
+        groups = collections.defaultdict(lambda: [0, 0])
+        for r, o in pos:
+            g = groups[secret_group(r)]
+            g[0] += 1
+            g[1] += secret_found(r, o)
+        summary["secrets"][name]["missed_groups"] = {k: v[0] - v[1] for k, v in groups.items() if v[1] < v[0]}
+        if split == "tune":
+            log(f"== Missed secrets in {name} (first 30) ==")
+            for r, o in [p for p in pos if not secret_found(*p)][:30]:
+                log(f"  [{secret_group(r)}] {short(r['text'])}")
+            log(f"== Secret findings on look-alikes in {name} ==")
+            for r, o in [p for p in neg if findings(p[1], "secret")][:30]:
+                log(f"  [{','.join(f.get('rule_id', '?') for f in findings(o, 'secret'))}] {short(r['text'])}")
+        else:
+            missed = summary["secrets"][name]["missed_groups"]
+            log(f"== {name} (held out): {len(pos) - rec} secrets missed in kinds {sorted(missed)}, {fpn} look-alikes flagged ==")
+    ord_fp = [(r, o) for r, o in ordinary if findings(o, "secret")]
+    md.append(f"| ordinary prompts (every split) | – | – | – | – | {len(ordinary)} | {len(ord_fp)} | {pct(len(ord_fp), len(ordinary))} |")
     md.append("")
-    md.append(f"Excluded as `needs_custom_config`: {len(pos_excl)} secret and {len(neg_excl)} no_secret fixtures.\n")
-    groups = collections.defaultdict(lambda: [0, 0])
-    for r, o in pos:
-        g = secret_group(r)
-        groups[g][0] += 1
-        groups[g][1] += 1 if findings(o, "secret") else 0
-    md.append("| secret fixture group | items | detected | recall |")
-    md.append("|---|---:|---:|---:|")
-    for g in sorted(groups):
-        n, d = groups[g]
-        md.append(f"| {g} | {n} | {d} | {pct(d, n)} |")
-    md.append("")
-    summary["secrets"] = {"recall": [rec, len(pos)], "fp_no_secret": [fpn, len(neg)], "fp_ordinary": [len(ord_fp), len(ordinary)],
-                          "excluded_needs_custom_config": {"secret": len(pos_excl), "no_secret": len(neg_excl)}}
-    log("== Missed secrets (first 30) ==")
-    for r, o in [p for p in pos if not findings(p[1], "secret")][:30]:
-        log(f"  [{secret_group(r)}] {short(r['text'])}")
-    log("== Secret false positives on no_secret fixtures ==")
-    for r, o in [p for p in neg if findings(p[1], "secret")][:30]:
-        log(f"  [{','.join(f.get('rule_id', '?') for f in findings(o, 'secret'))}] {short(r['text'])}")
-    log("== Secret findings on ordinary prose/code ==")
-    for name, r, o in ord_fp[:30]:
-        log(f"  [{name}] [{','.join(f.get('rule_id', '?') for f in findings(o, 'secret'))}] {short(r['text'])}")
+    summary["secrets"]["ordinary"] = {"n": len(ordinary), "flagged": len(ord_fp)}
+    for r, o in [p for p in ord_fp if split_of(p[0]) == "tune"][:20]:
+        log(f"  [ordinary/tune] [{','.join(f.get('rule_id', '?') for f in findings(o, 'secret'))}] {short(r['text'])}")
 
 
 # ---------------------------------------------------------------------------
+
+TEXT_FILES = ["injection", "benign", "authored_tune", "authored_test", "hard_negatives"]
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Score the Tollgate CLI on eval/corpus (see module docstring).")
@@ -344,51 +395,53 @@ def main() -> int:
         cli += ["--config", args.config]
 
     corpus = Path(args.corpus)
-    need = ["injection", "benign", "hard_negatives", "pii"]
-    for n in need:
+    for n in ("injection", "benign", "hard_negatives", "pii"):
         if not (corpus / f"{n}.jsonl").exists():
             log(f"error: missing {corpus / (n + '.jsonl')}; run eval/build_corpus.py")
             return 2
-    rows = {n: load_jsonl(corpus / f"{n}.jsonl") for n in need}
+    texts: list[dict] = []
+    for n in TEXT_FILES:
+        path = corpus / f"{n}.jsonl"
+        if path.exists():
+            for r in load_jsonl(path):
+                if n == "hard_negatives":
+                    r.setdefault("family", "handwritten")
+                if r.get("label") in ("injection", "benign"):
+                    texts.append(r)
+    pii_rows = load_jsonl(corpus / "pii.jsonl")
+    secret_sets: dict[str, list[dict]] = {}
+    fixtures = Path(args.secrets)
+    if fixtures.exists():
+        secret_sets["secrets-fixtures (../shared/data)"] = [dict(r, split="tune") for r in load_jsonl(fixtures)]
+    else:
+        log(f"warning: secrets fixtures not found at {fixtures}")
+    heldout = corpus / "secrets_heldout.jsonl"
+    if heldout.exists():
+        secret_sets["secrets_heldout.jsonl"] = load_jsonl(heldout)
 
     md: list[str] = []
     summary: dict = {"cli": cli}
     try:
-        # 1. injection + benign in one timed run (throughput)
-        both = rows["injection"] + rows["benign"]
-        out_both, dt = run_scan(cli, both, args.timeout)
-        ni = len(rows["injection"])
-        data = {
-            "injection": (rows["injection"], out_both[:ni]),
-            "benign": (rows["benign"], out_both[ni:]),
-        }
-        nbytes = sum(len(r["text"].encode("utf-8")) for r in both)
-        out_hn, _ = run_scan(cli, rows["hard_negatives"], args.timeout)
-        data["hard_negatives"] = (rows["hard_negatives"], out_hn)
-        out_pii, _ = run_scan(cli, rows["pii"], args.timeout)
-        sec_path = Path(args.secrets)
-        sec_rows = load_jsonl(sec_path) if sec_path.exists() else None
-        out_sec = run_scan(cli, sec_rows, args.timeout)[0] if sec_rows else None
+        out_texts, dt = run_scan(cli, texts, args.timeout)
+        nbytes = sum(len(r["text"].encode("utf-8")) for r in texts)
+        out_pii, _ = run_scan(cli, pii_rows, args.timeout)
+        out_sec = {k: run_scan(cli, v, args.timeout)[0] for k, v in secret_sets.items()}
     except CliError as e:
         log(f"error: {e}")
         return 2
 
-    md.append(f"## Tollgate detection metrics\n")
-    md.append(f"Command: `{' '.join(['tollgate'] + cli[1:])}`; corpus: `eval/corpus/` (built by `eval/build_corpus.py`).\n")
-    score_injection(data, md, summary)
-    score_pii(rows["pii"], out_pii, md, summary)
-    ordinary = [("benign", r, o) for r, o in zip(*data["benign"])] + [("hard_negatives", r, o) for r, o in zip(*data["hard_negatives"])]
-    if sec_rows is not None:
-        score_secrets(sec_rows, out_sec, ordinary, md, summary)
-    else:
-        md.append(f"### Secrets\n\nFixture file not found at `{sec_path}`; skipped.\n")
-        log(f"warning: secrets fixtures not found at {sec_path}")
+    md.append("## Tollgate detection metrics\n")
+    md.append(f"Command: `{' '.join(['tollgate'] + cli[1:])}`; corpus: `eval/corpus/` (see its README for sources and splits).\n")
+    score_injection(texts, out_texts, md, summary)
+    score_pii(pii_rows, out_pii, md, summary)
+    ordinary = [(r, o) for r, o in zip(texts, out_texts) if r["label"] == "benign"]
+    score_secrets({k: (secret_sets[k], out_sec[k]) for k in secret_sets}, ordinary, md, summary)
     md.append("### Throughput\n")
     md.append("| run | items | MB | seconds | items/s | MB/s |")
     md.append("|---|---:|---:|---:|---:|---:|")
-    md.append(f"| `scan --jsonl` over injection + benign (process start included) | {len(both)} | {nbytes / 1e6:.2f} | {dt:.2f} | {len(both) / dt:.0f} | {nbytes / 1e6 / dt:.2f} |")
+    md.append(f"| `scan --jsonl` over every attack and ordinary text (process start included) | {len(texts)} | {nbytes / 1e6:.2f} | {dt:.2f} | {len(texts) / dt:.0f} | {nbytes / 1e6 / dt:.2f} |")
     md.append("")
-    summary["throughput"] = {"items": len(both), "bytes": nbytes, "seconds": dt}
+    summary["throughput"] = {"items": len(texts), "bytes": nbytes, "seconds": dt}
     print("\n".join(md))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
@@ -402,17 +455,33 @@ def main() -> int:
     return 0
 
 
-# Quality gates: the issue's targets where they are met today, and the measured level (minus a
-# small margin) where they are not yet, so that a regression fails the build. Raise them as the
-# rules improve; docs/detection.md reports the exact figures.
+def _inj(s: dict, split: str = "test") -> dict:
+    return s["injection"][split]
+
+
+def _pii_types(s: dict) -> dict:
+    return s["pii"]["test"]["types"]
+
+
+def _held(s: dict) -> dict:
+    return s["secrets"]["secrets_heldout.jsonl"]
+
+
+# Quality gates, all on the held-out (`test`) parts, set just under (or, for error rates, just
+# over) what docs/detection.md reports, so that a regression of a few items fails the build.
 GATES = {
-    "injection false-positive rate on benign + hard negatives <= 1%": lambda s: (s["benign"]["fp"] + s["hard_negatives"]["fp"]) <= 0.01 * (s["benign"]["n"] + s["hard_negatives"]["n"]),
-    "injection detection rate >= 85%": lambda s: s["injection"]["detected"] >= 0.85 * s["injection"]["n"],
-    "PII precision >= 0.99 for every type": lambda s: all(v["tp"] / max(1, v["tp"] + v["fp"]) >= 0.99 for v in s["pii"].values()),
-    "PII recall >= 0.99 for every type": lambda s: all(v["tp"] / max(1, v["spans"]) >= 0.99 for v in s["pii"].values()),
-    "no PII finding on the look-alike lines": lambda s: s["pii_negative_lines"]["flagged"] == 0,
-    "secrets recall >= 0.95": lambda s: s["secrets"]["recall"][0] >= 0.95 * s["secrets"]["recall"][1],
-    "no secret finding on ordinary prose and code": lambda s: s["secrets"]["fp_ordinary"][0] == 0,
+    "at least 10,000 held-out ordinary texts": lambda s: _inj(s)["ordinary"] >= 10000,
+    "held-out injection detection >= 85%": lambda s: _inj(s)["detected"] >= 0.85 * _inj(s)["attacks"],
+    "held-out injection block rate >= 60%": lambda s: _inj(s)["blocked"] >= 0.60 * _inj(s)["attacks"],
+    "held-out false positives <= 1.0%": lambda s: _inj(s)["fp"] <= 0.010 * _inj(s)["ordinary"],
+    "held-out ordinary texts blocked <= 0.3%": lambda s: _inj(s)["fp_blocked"] <= 0.003 * _inj(s)["ordinary"],
+    "held-out PII recall >= 99% for every type": lambda s: all(v["recalled"] >= 0.99 * v["spans"] for v in _pii_types(s).values() if v["spans"]),
+    "held-out PII precision >= 99% for every type": lambda s: all(v["tp"] >= 0.99 * (v["tp"] + v["fp"]) for v in _pii_types(s).values()),
+    "held-out PII look-alike lines flagged <= 1%": lambda s: s["pii"]["test"]["negative_lines"]["flagged"] <= 0.01 * s["pii"]["test"]["negative_lines"]["n"],
+    "held-out secrets recall >= 99%": lambda s: _held(s)["found"] >= 0.99 * _held(s)["secrets"],
+    "held-out secret look-alikes flagged <= 2%": lambda s: _held(s)["flagged"] <= 0.02 * _held(s)["lookalikes"],
+    "secrets fixtures recall >= 95%": lambda s: s["secrets"]["secrets-fixtures (../shared/data)"]["found"] >= 0.95 * s["secrets"]["secrets-fixtures (../shared/data)"]["secrets"],
+    "secret findings on ordinary texts <= 0.05%": lambda s: s["secrets"]["ordinary"]["flagged"] <= 0.0005 * s["secrets"]["ordinary"]["n"],
 }
 
 

@@ -5,6 +5,7 @@
 //! - `scan`: text, JSONL or a whole provider request body → findings and the decided action.
 //! - `check-config`: validates a config file (JSON or YAML); errors name the field.
 //! - `rules`: every built-in rule with id, category, severity and description.
+//! - `features`: the learned scorer's window features of JSONL texts, for `eval/train_scorer.py`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -52,6 +53,19 @@ enum Command {
     },
     /// Validate a config file; exit 0 when valid, 1 with the field path when not.
     CheckConfig { file: PathBuf },
+    /// Print the learned scorer's features: for each JSONL line with a `text`, one line
+    /// `{"windows": [[bucket, ...], ...]}` (used by eval/train_scorer.py).
+    #[command(hide = true)]
+    Features {
+        /// JSONL file (default: stdin).
+        file: Option<PathBuf>,
+        /// Hash buckets are 2^bits.
+        #[arg(long, default_value_t = 18)]
+        bits: u32,
+        /// Tokens per window.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+    },
     /// List every rule.
     Rules {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -113,6 +127,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Features { file, bits, window } => {
+            if !(8..=22).contains(&bits) || window < 2 {
+                bail!("--bits must be 8..=22 and --window at least 2");
+            }
+            print_features(file.as_deref(), bits, window)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rules { format, config } => {
             let engine = load_engine(config.as_deref())?;
             print_rules(&engine, format)?;
@@ -258,6 +279,30 @@ fn scan_plain(engine: &Engine, file: Option<&Path>, format: Format) -> Result<De
         }
     }
     Ok(decision)
+}
+
+fn print_features(file: Option<&Path>, bits: u32, window: usize) -> Result<()> {
+    let reader: Box<dyn BufRead> = match file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for (index, line) in reader.split(b'\n').enumerate() {
+        let line = line.context("reading input")?;
+        let value: serde_json::Value = serde_json::from_slice(&line)
+            .with_context(|| format!("line {}: invalid JSON", index + 1))?;
+        let text = value
+            .get("text")
+            .and_then(|t| t.as_str())
+            .with_context(|| format!("line {}: no string field `text`", index + 1))?;
+        let windows = tollgate_engine::detect::scorer::window_features(text, bits, window);
+        serde_json::to_writer(&mut out, &serde_json::json!({ "windows": windows }))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn scan_jsonl(engine: &Engine, file: Option<&Path>) -> Result<Decision> {

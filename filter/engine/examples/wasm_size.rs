@@ -2,7 +2,9 @@
 //! analysis), built for `wasm32-wasip1` to measure the engine's contribution to a `.wasm`:
 //! `cargo build -p tollgate-engine --example wasm_size --target wasm32-wasip1 --release`.
 //! It also runs natively: it analyses the chat request JSON on stdin and prints the decision;
-//! with `--bench N` it prints the mean time of N analyses instead.
+//! with `--bench N` it prints the mean time of N analyses instead; with `--scan` it reads one
+//! JSON string per line and prints, per line, the rule ids and spans found, the decision and the
+//! learned scorer's log-odds (the wasm smoke test compares this with the native build).
 
 use std::io::Read;
 
@@ -17,8 +19,28 @@ fn main() {
     let Some(route) = engine.route(None, "/v1/chat/completions") else {
         return;
     };
-    // `wasm_size --bench N`: time N analyses of the body (for the simd128 comparison)
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--scan") {
+        for line in String::from_utf8_lossy(&body).lines() {
+            let Ok(text) = serde_json::from_str::<String>(line) else {
+                println!("bad line");
+                continue;
+            };
+            let (findings, risk, decision) = engine.scan_text(&text);
+            let mut ids: Vec<String> = findings
+                .iter()
+                .map(|f| format!("{}@{}-{}", f.rule_id, f.start, f.end))
+                .collect();
+            ids.sort();
+            let logit = engine
+                .detectors()
+                .injection_score(&text)
+                .map_or("-".to_string(), |s| format!("{:08x}", s.logit.to_bits()));
+            println!("{} {risk} {logit} {}", decision.as_str(), ids.join(","));
+        }
+        return;
+    }
+    // `wasm_size --bench N`: time N analyses of the body (for the simd128 comparison)
     if let [_, flag, n] = args.as_slice() {
         if flag == "--bench" {
             let n: u32 = n.parse().unwrap_or(1000);

@@ -225,6 +225,7 @@ impl Engine {
                 .collect(),
             disabled_rules: d.disabled_rules.clone(),
             link_allowlist: d.output.link_allowlist.clone(),
+            scorer: d.injection.scorer.clone(),
         };
         let detectors = Detectors::compile(&settings)?;
         let known = |id: &str| detectors.rules().iter().any(|r| &*r.id == id);

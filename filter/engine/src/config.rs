@@ -192,7 +192,7 @@ impl Default for RawLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDetectors {
-    pub injection: RawFamily,
+    pub injection: RawInjection,
     pub pii: RawPii,
     pub secrets: RawFamily,
     pub output: RawOutput,
@@ -203,10 +203,7 @@ pub struct RawDetectors {
 impl Default for RawDetectors {
     fn default() -> Self {
         RawDetectors {
-            injection: RawFamily {
-                enabled: true,
-                roles: None,
-            },
+            injection: RawInjection::default(),
             pii: RawPii::default(),
             secrets: RawFamily {
                 enabled: true,
@@ -247,6 +244,56 @@ pub struct RawFamily {
 
 fn yes() -> bool {
     true
+}
+
+/// Prompt-injection and jailbreak detection: the keyword rules and the learned scorer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInjection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Message roles whose text is scanned (default: user and tool).
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+    /// The learned scorer beside the rules (ADR 0014).
+    #[serde(default)]
+    pub scorer: RawScorer,
+}
+
+impl Default for RawInjection {
+    fn default() -> Self {
+        RawInjection {
+            enabled: true,
+            roles: None,
+            scorer: RawScorer::default(),
+        }
+    }
+}
+
+/// What the learned injection scorer does with its verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScorerMode {
+    /// Findings `pi.model.suspect` / `pi.model.attack` count like any injection rule.
+    #[default]
+    Enforce,
+    /// The same findings under category `shadow.injection.model`: logged, never counted in the
+    /// risk score, so an operator sees what the scorer would do before trusting it.
+    Shadow,
+    /// Not run.
+    Off,
+}
+
+/// The learned injection scorer's settings; thresholds default to the shipped model's
+/// calibrated ones (docs/detection.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScorer {
+    pub mode: ScorerMode,
+    /// Probability at or above which `pi.model.suspect` is reported (medium severity).
+    pub threshold: Option<f32>,
+    /// Probability at or above which `pi.model.attack` is reported instead (high severity).
+    pub block_threshold: Option<f32>,
 }
 
 /// PII detection.
@@ -414,6 +461,18 @@ impl RawConfig {
                 "limits.max_event_bytes",
                 "must be at least 1024",
             ));
+        }
+        let scorer = &self.detectors.injection.scorer;
+        for (field, value) in [
+            ("threshold", scorer.threshold),
+            ("block_threshold", scorer.block_threshold),
+        ] {
+            if value.is_some_and(|v| !(v > 0.0 && v <= 1.0)) {
+                return Err(EngineError::config(
+                    format!("detectors.injection.scorer.{field}"),
+                    "must be above 0 and at most 1",
+                ));
+            }
         }
         for (i, r) in self.routes.iter().enumerate() {
             if r.name.trim().is_empty() {

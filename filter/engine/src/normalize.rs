@@ -176,6 +176,21 @@ impl Normalizer {
     }
 }
 
+/// Folds the non-ASCII characters of a rule pattern the way [`Normalizer::normalize`] folds
+/// text, so rules can be written in their own script ("игнорируй", "無視", "précédentes") and
+/// still match the folded text. ASCII (the regex syntax) is kept as written.
+pub fn fold_pattern(pattern: &str) -> String {
+    let mut out = Vec::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if c.is_ascii() {
+            out.push(c as u8);
+        } else if !is_invisible(c) {
+            fold_char(c, &mut out);
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 #[inline]
 fn note_mark(marks: &mut Vec<(u32, u32)>, delta: &mut i64, out_pos: usize, in_pos: usize) {
     let d = in_pos as i64 - out_pos as i64;
@@ -214,7 +229,10 @@ fn fold_char(c: char, out: &mut Vec<u8>) {
             return;
         }
         for l in d.to_lowercase() {
-            if l.is_ascii() {
+            if let Some(latin) = homoglyph(l) {
+                // an upper-case letter whose lower case is a look-alike (П → п → n)
+                out.push(latin);
+            } else if l.is_ascii() {
                 let b = l as u8;
                 out.push(ASCII_FOLD.get(b as usize).copied().unwrap_or(b));
             } else if !is_invisible(l) {
@@ -306,6 +324,17 @@ mod tests {
             let back = &original[a..b];
             assert_eq!(fold(back), word, "span {a}..{b} = {back:?}");
         }
+    }
+
+    #[test]
+    fn patterns_fold_like_text() {
+        for word in ["игнорируй", "プロンプト", "précédentes", "übergehe", "忽略"]
+        {
+            assert_eq!(fold_pattern(word), fold(word), "{word}");
+        }
+        assert_eq!(fold_pattern(r"(?:a|б)\b.{0,5}"), r"(?:a|б)\b.{0,5}");
+        // upper and lower case of a look-alike fold alike
+        assert_eq!(fold("Покажи"), fold("покажи"));
     }
 
     #[test]

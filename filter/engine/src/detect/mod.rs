@@ -13,17 +13,20 @@
 //! # Layout
 //! - [`rule`]: the static rule types; `injection_rules` and `secret_rules` are the tables.
 //! - [`trigger`]: literal-triggered matching of many rules in one pass.
+//! - [`scorer`]: the learned injection scorer that runs beside the keyword rules.
 //! - [`pii`]: personal data types and their validators.
 //! - [`output`]: system-prompt leakage and exfiltration links.
 
 pub mod output;
 pub mod pii;
 pub mod rule;
+pub mod scorer;
 pub mod trigger;
 
 mod injection_rules;
 mod secret_rules;
 
+use crate::config::ScorerMode;
 use crate::error::EngineError;
 use crate::normalize::Normalizer;
 use base64::Engine as _;
@@ -115,6 +118,18 @@ pub struct DetectorSettings {
     pub disabled_rules: Vec<String>,
     /// Hosts links and images may point to without counting as exfiltration.
     pub link_allowlist: Vec<String>,
+    /// The learned injection scorer.
+    pub scorer: crate::config::RawScorer,
+}
+
+/// The learned scorer, compiled: its model, thresholds (as log-odds) and the rules it reports as.
+#[derive(Debug)]
+struct CompiledScorer {
+    model: scorer::ScorerModel,
+    threshold: f32,
+    block_threshold: f32,
+    suspect: Option<RuleIdx>,
+    attack: Option<RuleIdx>,
 }
 
 /// A PII type compiled.
@@ -149,6 +164,7 @@ pub struct Detectors {
     pub(crate) leak_canary: RuleIdx,
     pub(crate) leak_overlap: RuleIdx,
     link_allowlist: Vec<String>,
+    scorer: Option<CompiledScorer>,
 }
 
 /// Rewrites Perl classes in a rule source to their ASCII meaning: `\d` is `[0-9]`, `\w` is
@@ -232,7 +248,7 @@ impl Detectors {
             .iter()
             .filter(|r| !disabled(r.id))
         {
-            keyword_sources.push(ascii_classes(r.pattern));
+            keyword_sources.push(ascii_classes(&crate::normalize::fold_pattern(r.pattern)));
             keyword_rules.push(push(
                 &mut rules,
                 meta(
@@ -277,6 +293,54 @@ impl Detectors {
                 "Hex text that decodes to a prompt-injection phrase",
             ),
         );
+
+        let scorer = match settings.scorer.mode {
+            ScorerMode::Off => None,
+            mode => scorer::ScorerModel::builtin()?.map(|model| {
+                let (threshold, block_threshold) = model.thresholds();
+                let threshold = settings.scorer.threshold.unwrap_or(threshold);
+                let block_threshold = settings.scorer.block_threshold.unwrap_or(block_threshold);
+                let (category, shadow) = match mode {
+                    ScorerMode::Shadow => ("shadow.injection.model", true),
+                    _ => ("injection.model", false),
+                };
+                let mut level = |id: &str, severity: Severity, weight: f32, what: &str| {
+                    (!disabled(id)).then(|| {
+                        push(
+                            &mut rules,
+                            meta(
+                                id,
+                                category,
+                                if shadow { Severity::Low } else { severity },
+                                weight,
+                                RuleKind::Injection,
+                                "INJECTION",
+                                what,
+                            ),
+                        )
+                    })
+                };
+                let suspect = level(
+                    "pi.model.suspect",
+                    Severity::Medium,
+                    0.5,
+                    "The learned scorer rates the text as a likely injection",
+                );
+                let attack = level(
+                    "pi.model.attack",
+                    Severity::High,
+                    0.9,
+                    "The learned scorer rates the text as an injection with high confidence",
+                );
+                CompiledScorer {
+                    model,
+                    threshold: scorer::logit(threshold),
+                    block_threshold: scorer::logit(block_threshold.max(threshold)),
+                    suspect,
+                    attack,
+                }
+            }),
+        };
 
         // credentials over the original text, and custom patterns (reported as PII)
         let mut secret_rules = Vec::new();
@@ -446,6 +510,7 @@ impl Detectors {
             leak_canary,
             leak_overlap,
             link_allowlist,
+            scorer,
         })
     }
 
@@ -481,6 +546,16 @@ impl Detectors {
             .filter_map(|&r| self.rule(r))
             .map(|r| &*r.id)
             .collect()
+    }
+
+    /// The learned scorer's verdict on `text` (its best window), whatever the thresholds; `None`
+    /// when the scorer is off or the text has no tokens.
+    pub fn injection_score(&self, text: &str) -> Option<scorer::WindowScore> {
+        let s = self.scorer.as_ref()?;
+        let mut normalizer = Normalizer::new();
+        let folded = normalizer.normalize(text);
+        let mut scratch = Vec::new();
+        s.model.score(folded.text(), &mut scratch)
     }
 
     /// The first place at or after `from` in `text` where a credential rule's opening literal
@@ -521,6 +596,11 @@ impl Detectors {
         as_rule: Option<(RuleIdx, usize, usize)>,
     ) -> bool {
         let folded = normalizer.normalize(text);
+        if as_rule.is_none() {
+            if let Some(s) = &self.scorer {
+                s.scan(folded, text, out);
+            }
+        }
         let mut found = Vec::new();
         self.keywords.find(folded.text(), &mut found);
         if found.is_empty() {
@@ -657,6 +737,27 @@ impl Detectors {
                     });
                 }
             }
+        }
+    }
+}
+
+impl CompiledScorer {
+    /// Scores the folded text and reports the best window as the level its probability reaches.
+    fn scan(&self, folded: &crate::normalize::Normalized, text: &str, out: &mut Vec<Hit>) {
+        let mut scratch = Vec::new();
+        let Some(best) = self.model.score(folded.text(), &mut scratch) else {
+            return;
+        };
+        let rule = if best.logit >= self.block_threshold {
+            self.attack.or(self.suspect)
+        } else if best.logit >= self.threshold {
+            self.suspect
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
+            let (start, end) = folded.span_to_original(text, best.start, best.end);
+            out.push(Hit { rule, start, end });
         }
     }
 }

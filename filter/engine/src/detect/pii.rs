@@ -57,7 +57,8 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::High,
         pattern: r"\b\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?\b",
         validate: valid_card,
-        description: "Payment card number (issuer prefix, 13-19 digits, Luhn)",
+        description:
+            "Payment card number (issuer prefix and length of every network, 12-19 digits, Luhn)",
     },
     PiiType {
         id: "pii.ssn",
@@ -164,7 +165,7 @@ fn valid_card(text: &str, start: usize, end: usize) -> bool {
     }
     let ds: String = m.chars().filter(char::is_ascii_digit).collect();
     let n = ds.len();
-    if !(13..=19).contains(&n) || inside_iban(text, start) {
+    if !(12..=19).contains(&n) || inside_iban(text, start) {
         return false;
     }
     // separators, when present, must be one kind
@@ -176,26 +177,44 @@ fn valid_card(text: &str, start: usize, end: usize) -> bool {
     if ds.bytes().all(|b| Some(b) == ds.bytes().next()) {
         return false;
     }
-    let p2: u32 = ds.get(..2).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let p3: u32 = ds.get(..3).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let p4: u32 = ds.get(..4).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let p6: u32 = ds.get(..6).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let issuer = match ds.as_bytes().first() {
-        Some(b'4') => matches!(n, 13 | 16 | 19),              // Visa
-        Some(b'5') => (51..=55).contains(&p2) && n == 16,     // Mastercard
-        Some(b'2') => (2221..=2720).contains(&p4) && n == 16, // Mastercard 2-series
+    card_issuer(&ds) && luhn(&ds)
+}
+
+/// Whether a digit string has the prefix and length of a card some payment network issues.
+/// From the networks' published IIN ranges: Visa, Mastercard (51–55, 2221–2720), Maestro
+/// (50, 56–69; 12–19 digits), American Express, JCB (3528–3589; and the 15-digit 1800, 2131),
+/// Diners (300–305, 3095, 36, 38–39), Discover (6011, 644–649, 65), UnionPay (62, 81), Mir
+/// (2200–2204), RuPay (60, 65, 81, 82, 508, 353, 356), Verve, Troy (9792), Humo (9860),
+/// UzCard (8600), UATP (1, 15 digits) and the regional brands inside those ranges.
+pub fn card_issuer(ds: &str) -> bool {
+    let n = ds.len();
+    let prefix = |k: usize| -> u32 { ds.get(..k).and_then(|p| p.parse().ok()).unwrap_or(0) };
+    let (p2, p3, p4) = (prefix(2), prefix(3), prefix(4));
+    match ds.as_bytes().first() {
+        Some(b'1') => n == 15, // UATP, and JCB 1800
+        Some(b'2') => {
+            ((2200..=2205).contains(&p4) && (16..=19).contains(&n)) // Mir, BORICA
+                || ((2221..=2720).contains(&p4) && n == 16) // Mastercard
+                || (p4 == 2131 && n == 15) // JCB
+        }
         Some(b'3') => {
-            ((p2 == 34 || p2 == 37) && n == 15)                             // Amex
-            || ((3528..=3589).contains(&p4) && (16..=19).contains(&n))                // JCB
-            || ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&n)
-        } // Diners
-        Some(b'6') => {
-            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622126..=622925).contains(&p6)) && (16..=19).contains(&n) // Discover
-            || (p2 == 62 && (16..=19).contains(&n))
-        } // UnionPay
+            ((p2 == 34 || p2 == 37) && n == 15) // Amex
+                || ((3528..=3589).contains(&p4) && (16..=19).contains(&n)) // JCB
+                || (((300..=305).contains(&p3) || p4 == 3095 || p2 == 36 || p2 == 38 || p2 == 39)
+                    && (14..=19).contains(&n)) // Diners
+                || ((p3 == 353 || p3 == 356) && n == 16) // RuPay
+        }
+        Some(b'4') => (13..=19).contains(&n), // Visa and Visa Electron, Elo
+        Some(b'5') => {
+            ((51..=55).contains(&p2) && n == 16) // Mastercard
+                || ((p2 == 50 || (56..=59).contains(&p2)) && (12..=19).contains(&n))
+            // Maestro, Verve, Dankort
+        }
+        Some(b'6') => (12..=19).contains(&n), // Maestro, Discover, UnionPay, RuPay, Verve, Troy
+        Some(b'8') => ((p2 == 81 || p2 == 82) && (16..=19).contains(&n)) || (p4 == 8600 && n == 16),
+        Some(b'9') => (p4 == 9792 || p4 == 9860) && n == 16,
         _ => false,
-    };
-    issuer && luhn(&ds)
+    }
 }
 
 /// True when the digits at `start` continue an IBAN written in groups ("FR76 3000 6000 ...").

@@ -386,9 +386,37 @@ pub static SECRET_RULES: &[SecretRule] = &[
     SecretRule {
         id: "secret.pypi.upload-token",
         severity: Severity::Critical,
-        pattern: r"\bpypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{100,}",
+        pattern: r"\bpypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{70,}",
         min_entropy: 0.0,
         description: "PyPI / TestPyPI upload token (pypi-AgEIcHlwaS5vcmc...)",
+    },
+    SecretRule {
+        id: "secret.rubygems.api-key",
+        severity: Severity::Critical,
+        pattern: r"\b(?P<secret>rubygems_[0-9a-f]{48})\b",
+        min_entropy: 0.0,
+        description: "RubyGems API key (rubygems_)",
+    },
+    SecretRule {
+        id: "secret.nuget.api-key",
+        severity: Severity::High,
+        pattern: r"\b(?P<secret>oy2[a-z0-9]{43})\b",
+        min_entropy: 3.5,
+        description: "NuGet API key (oy2...)",
+    },
+    SecretRule {
+        id: "secret.crates-io.api-token",
+        severity: Severity::High,
+        pattern: r"\b(?P<secret>cio[A-Za-z0-9]{32})\b",
+        min_entropy: 3.5,
+        description: "crates.io API token (cio...)",
+    },
+    SecretRule {
+        id: "secret.clojars.deploy-token",
+        severity: Severity::High,
+        pattern: r"\b(?P<secret>CLOJARS_[a-z0-9]{60})\b",
+        min_entropy: 0.0,
+        description: "Clojars deploy token (CLOJARS_)",
     },
     SecretRule {
         id: "secret.docker.hub-token",

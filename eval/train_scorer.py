@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Train Tollgate's learned injection scorer (ADR 0014) and write the engine's model file.
+
+The features come from the engine itself: `tollgate features` folds, tokenises and windows each
+text exactly as the filter does at run time, so this script never re-implements tokenisation.
+The model is a logistic regression over hashed unigram + bigram counts of a window, divided by
+the square root of the window's feature count; the engine scores every window of a text and
+keeps the best one.
+
+Training data is the `tune` split only (see eval/corpus/README.md): the `test` split is what
+docs/detection.md reports, and must never reach this script.
+
+  * attacks: `injection.jsonl` and `authored_tune.jsonl` rows labelled `injection`;
+  * ordinary texts: `benign.jsonl`, `authored_tune.jsonl` rows labelled `benign`,
+    `hard_negatives.jsonl`.
+
+A long attack is mostly ordinary text around one injected passage, so training runs twice: the
+first model picks the two best windows of each long attack and the second one is trained on
+those (multiple-instance learning, in its simplest form). Thresholds are calibrated on the tune
+split's ordinary texts: `threshold` at --flag-fp, `block_threshold` at --block-fp.
+
+Usage (from the repo root, after `cargo build --release -p tollgate-cli`):
+  eval/.venv/bin/pip install -r eval/requirements-train.txt
+  eval/.venv/bin/python eval/train_scorer.py            # writes filter/engine/src/detect/scorer_model.bin
+  eval/.venv/bin/python eval/train_scorer.py --swap     # the other way round: train on test, report tune (not written)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+from sklearn.linear_model import LogisticRegression
+
+EVAL_DIR = Path(__file__).resolve().parent
+REPO = EVAL_DIR.parent
+CORPUS = EVAL_DIR / "corpus"
+MODEL = REPO / "filter" / "engine" / "src" / "detect" / "scorer_model.bin"
+SOURCES = ["injection.jsonl", "benign.jsonl", "authored_tune.jsonl", "authored_test.jsonl", "hard_negatives.jsonl"]
+
+
+def load(split: str, corpus: Path = CORPUS) -> list[dict]:
+    rows = []
+    for name in SOURCES:
+        path = corpus / name
+        if not path.exists():
+            continue
+        for line in path.open(encoding="utf-8"):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            # hand-written hard negatives were written while looking at the rules: tune
+            if r.get("split", "tune") != split:
+                continue
+            if r.get("label") not in ("injection", "benign"):
+                continue
+            rows.append(r)
+    return rows
+
+
+def features(cli: str, rows: list[dict], bits: int, window: int) -> list[list[list[int]]]:
+    with tempfile.TemporaryFile("w+b") as fin:
+        for r in rows:
+            fin.write((json.dumps({"text": r["text"]}, ensure_ascii=False) + "\n").encode())
+        fin.seek(0)
+        out = subprocess.run(
+            [cli, "features", "--bits", str(bits), "--window", str(window)],
+            stdin=fin, capture_output=True, check=True,
+        ).stdout.decode()
+    res = [json.loads(l)["windows"] for l in out.splitlines()]
+    if len(res) != len(rows):
+        raise SystemExit(f"expected {len(rows)} feature lines, got {len(res)}")
+    return res
+
+
+def matrix(windows: list[list[int]], dim: int) -> sparse.csr_matrix:
+    indptr, indices, data = [0], [], []
+    for w in windows:
+        if not w:
+            indptr.append(len(indices))
+            continue
+        idx, counts = np.unique(np.asarray(w, dtype=np.int64), return_counts=True)
+        indices.extend(idx.tolist())
+        data.extend((counts / np.sqrt(len(w))).tolist())
+        indptr.append(len(indices))
+    return sparse.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices), np.asarray(indptr)), shape=(len(windows), dim))
+
+
+def fit(X, y, c: float) -> LogisticRegression:
+    m = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, solver="liblinear")
+    m.fit(X, y)
+    return m
+
+
+class Quantised:
+    """The model as the engine holds it: int8 weights times one scale, plus a bias."""
+
+    def __init__(self, m: LogisticRegression):
+        coef = m.coef_.ravel()
+        self.scale = float(np.abs(coef).max() / 127.0) or 1.0
+        self.w = np.clip(np.rint(coef / self.scale), -127, 127).astype(np.int8)
+        self.bias = float(m.intercept_[0])
+
+    def text_scores(self, feats: list[list[list[int]]]) -> np.ndarray:
+        out = np.empty(len(feats))
+        wf = self.w.astype(np.float64) * self.scale
+        for i, windows in enumerate(feats):
+            best = -np.inf
+            for w in windows:
+                if w:
+                    best = max(best, self.bias + wf[np.asarray(w)].sum() / np.sqrt(len(w)))
+            out[i] = 1.0 / (1.0 + np.exp(-best)) if np.isfinite(best) else 0.0
+        return out
+
+
+def train(cli: str, rows: list[dict], bits: int, window: int, c: float):
+    feats = features(cli, rows, bits, window)
+    dim = 1 << bits
+    X_w, y_w, owner = [], [], []
+    for i, (r, ws) in enumerate(zip(rows, feats)):
+        for w in ws:
+            X_w.append(w)
+            y_w.append(1 if r["label"] == "injection" else 0)
+            owner.append(i)
+    X = matrix(X_w, dim)
+    y = np.asarray(y_w)
+    m1 = fit(X, y, c)
+    # second round: a long attack keeps only its two most attack-like windows
+    p = m1.decision_function(X)
+    keep = np.ones(len(y_w), dtype=bool)
+    by_owner: dict[int, list[int]] = {}
+    for k, o in enumerate(owner):
+        if y_w[k] == 1:
+            by_owner.setdefault(o, []).append(k)
+    for ks in by_owner.values():
+        if len(ks) > 2:
+            best = sorted(ks, key=lambda k: -p[k])[:2]
+            for k in ks:
+                keep[k] = k in best
+    m2 = fit(X[keep], y[keep], c)
+    return Quantised(m2), feats
+
+
+def calibrate(scores: np.ndarray, fp: float) -> float:
+    """The smallest probability above which at most `fp` of the ordinary texts score."""
+    s = np.sort(scores)[::-1]
+    k = int(np.floor(fp * len(s)))
+    cut = s[k] if k < len(s) else 0.0
+    return float(min(0.999, max(0.05, np.nextafter(cut, 1.0))))
+
+
+def report(name: str, rows: list[dict], scores: np.ndarray, t: float, b: float) -> dict:
+    att = np.asarray([r["label"] == "injection" for r in rows])
+    res = {
+        "attacks": int(att.sum()),
+        "ordinary": int((~att).sum()),
+        "attacks_flagged": float((scores[att] >= t).mean()) if att.any() else None,
+        "attacks_blocked": float((scores[att] >= b).mean()) if att.any() else None,
+        "ordinary_flagged": float((scores[~att] >= t).mean()) if (~att).any() else None,
+        "ordinary_blocked": float((scores[~att] >= b).mean()) if (~att).any() else None,
+    }
+    print(f"{name}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items()), file=sys.stderr)
+    return res
+
+
+def write_model(q: Quantised, bits: int, window: int, t: float, b: float) -> None:
+    head = b"TGSM" + bytes([1, bits]) + struct.pack("<H", window) + struct.pack("<ffff", q.scale, q.bias, t, b)
+    MODEL.write_bytes(head + q.w.tobytes())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tollgate", default=str(REPO / "target" / "release" / "tollgate"))
+    ap.add_argument("--bits", type=int, default=18)
+    ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--c", type=float, default=4.0, help="inverse L2 strength")
+    ap.add_argument("--flag-fp", type=float, default=0.004, help="share of tune ordinary texts allowed over `threshold`")
+    ap.add_argument("--block-fp", type=float, default=0.0005, help="share allowed over `block_threshold`")
+    ap.add_argument("--swap", action="store_true", help="train on the test split and report on tune; writes nothing")
+    ap.add_argument("--dry-run", action="store_true", help="train and report, write nothing")
+    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--stats", default=str(EVAL_DIR / "scorer_stats.json"))
+    a = ap.parse_args()
+
+    fit_split, other = ("test", "tune") if a.swap else ("tune", "test")
+    rows = load(fit_split, Path(a.corpus))
+    print(f"training on {fit_split}: {sum(r['label'] == 'injection' for r in rows)} attacks, "
+          f"{sum(r['label'] == 'benign' for r in rows)} ordinary texts", file=sys.stderr)
+    q, feats = train(a.tollgate, rows, a.bits, a.window, a.c)
+    fit_scores = q.text_scores(feats)
+    ordinary = np.asarray([s for s, r in zip(fit_scores, rows) if r["label"] == "benign"])
+    t = calibrate(ordinary, a.flag_fp)
+    b = max(t, calibrate(ordinary, a.block_fp))
+    stats = {"bits": a.bits, "window": a.window, "c": a.c, "threshold": t, "block_threshold": b,
+             "trained_on": fit_split, "nonzero_weights": int((q.w != 0).sum())}
+    stats[fit_split] = report(f"{fit_split} (trained on)", rows, fit_scores, t, b)
+    held = load(other, Path(a.corpus))
+    if held:
+        hs = q.text_scores(features(a.tollgate, held, a.bits, a.window))
+        stats[other] = report(f"{other} (held out)", held, hs, t, b)
+    if a.swap or a.dry_run:
+        return 0
+    write_model(q, a.bits, a.window, t, b)
+    Path(a.stats).write_text(json.dumps(stats, indent=2) + "\n")
+    print(f"wrote {MODEL.relative_to(REPO)} ({MODEL.stat().st_size} bytes), threshold {t:.3f}, block {b:.3f}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
