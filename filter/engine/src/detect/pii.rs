@@ -15,12 +15,13 @@ pub fn confirm(t: &PiiType, text: &str, start: usize, end: usize) -> Option<(usi
     if (t.validate)(text, start, end) {
         return Some((start, end));
     }
-    if t.id != "pii.card" {
-        return None;
-    }
+    let seps: &[char] = match t.id {
+        "pii.card" => &[' ', '-'],
+        _ => return None,
+    };
     let m = text.get(start..end)?;
     let mut cut = m.len();
-    while let Some(sep) = m.get(..cut).and_then(|h| h.rfind([' ', '-'])) {
+    while let Some(sep) = m.get(..cut).and_then(|h| h.rfind(seps)) {
         cut = sep;
         if (t.validate)(text, start, start + cut) {
             return Some((start, start + cut));
@@ -80,9 +81,10 @@ pub static PII_TYPES: &[PiiType] = &[
         id: "pii.phone",
         label: "PHONE",
         severity: Severity::Medium,
-        pattern: r"(?:\+|\b00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?\(?\d{1,5}\)?(?:[ ./-]?\d{1,5}){1,6}\b|(?:\(0\d{1,5}\)|\b0\d{1,5})[ ./-]?\d{2,8}(?:[ .-]?\d{2,5}){0,4}\b|(?:\([2-9]\d{2}\)|\b[2-9]\d{2})[ .-]?\d{3}[ .-]?\d{4}\b|\b[6-9]\d{4}[ -]?\d{5}\b",
-        validate: valid_phone,
-        description: "Phone number (E.164 and US, UK, DE, FR, IN national formats)",
+        pattern: r"(?:\+ ?|\(\+?)?\b\d[\d().\-/ ]{5,24}\d(?: ?(?:x|ext\.?|extension|#) ?\d{1,6})?",
+        validate: super::phone::valid_phone,
+        description:
+            "Phone number (every country's numbering plan; national forms by their region's plan)",
     },
     PiiType {
         id: "pii.ipv4",
@@ -199,7 +201,8 @@ pub fn card_issuer(ds: &str) -> bool {
         }
         Some(b'3') => {
             ((p2 == 34 || p2 == 37) && n == 15) // Amex
-                || ((3528..=3589).contains(&p4) && (16..=19).contains(&n)) // JCB
+                || (p2 == 35 && (16..=19).contains(&n)) // JCB
+                || (p2 == 31 && n == 19) // China T-Union
                 || (((300..=305).contains(&p3) || p4 == 3095 || p2 == 36 || p2 == 38 || p2 == 39)
                     && (14..=19).contains(&n)) // Diners
                 || ((p3 == 353 || p3 == 356) && n == 16) // RuPay
@@ -212,7 +215,8 @@ pub fn card_issuer(ds: &str) -> bool {
         }
         Some(b'6') => (12..=19).contains(&n), // Maestro, Discover, UnionPay, RuPay, Verve, Troy
         Some(b'8') => ((p2 == 81 || p2 == 82) && (16..=19).contains(&n)) || (p4 == 8600 && n == 16),
-        Some(b'9') => (p4 == 9792 || p4 == 9860) && n == 16,
+        Some(b'9') => n == 16, // Troy (9792), Humo (9860), Prostir (9…)
+        Some(b'0') => p4 == 604 && (12..=19).contains(&n), // Maestro (UK, 0604)
         _ => false,
     }
 }
@@ -365,82 +369,6 @@ fn valid_ipv6(text: &str, start: usize, end: usize) -> bool {
         && addr.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
-const PHONE_CONTEXT: &[&str] = &[
-    "phone",
-    "tel",
-    "call",
-    "mobile",
-    "cell",
-    "whatsapp",
-    "fax",
-    "contact",
-    "number",
-    "reach",
-    "text me",
-    "sms",
-    "voicemail",
-    "dial",
-    "landline",
-    "hotline",
-    "helpline",
-    "handy",
-    "portable",
-    "téléphone",
-    "telefon",
-    "numéro",
-    "rufnummer",
-];
-
-fn valid_phone(text: &str, start: usize, end: usize) -> bool {
-    let Some(m) = text.get(start..end) else {
-        return false;
-    };
-    if glued(text, start, end)
-        || byte_before(text, start).is_some_and(|b| b.is_ascii_alphanumeric())
-    {
-        return false;
-    }
-    let n = digits(m).count();
-    let seps = m
-        .chars()
-        .filter(|c| matches!(c, ' ' | '.' | '-' | '/' | '(' | ')'))
-        .count();
-    let dots = m.matches('.').count();
-    // dotted dates (01.02.2024) and times are not phone numbers
-    if m.contains(':') || (dots >= 2 && n <= 8) {
-        return false;
-    }
-    // SSN-shaped (123-45-6789) is never read as a phone number
-    let groups: Vec<usize> = m.split('-').map(str::len).collect();
-    if groups == [3, 2, 4] {
-        return false;
-    }
-    if digits(m).all(|d| Some(d) == digits(m).next()) {
-        return false;
-    }
-    let international = m.starts_with('+') || m.starts_with("00");
-    let ok_len = if international {
-        (8..=15).contains(&(if m.starts_with("00") { n - 2 } else { n }))
-    } else if m.starts_with('0') || m.starts_with("(0") {
-        (9..=12).contains(&n)
-    } else {
-        n == 10
-    };
-    if !ok_len {
-        return false;
-    }
-    if international || seps > 0 {
-        // dashed ISO dates (2024-05-01) are 4-2-2 and never reach 9 digits; ISO with time has ':'
-        return true;
-    }
-    // a bare run of digits counts only next to a phone word
-    let lead = text
-        .get(floor(text, start.saturating_sub(32))..start)
-        .unwrap_or("")
-        .to_lowercase();
-    PHONE_CONTEXT.iter().any(|w| lead.contains(w))
-}
-
 fn floor(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
@@ -500,6 +428,77 @@ mod tests {
             found("pii.card", "4111 1111 1111 1111 0000"),
             ["4111 1111 1111 1111"]
         );
+    }
+
+    #[test]
+    fn phones_across_plans_and_forms() {
+        for p in [
+            "(212)555-0143x2719",
+            "415.555.0198x77",
+            "001-415-555-0198",
+            "+1-415-555-0198",
+            "+44 20 7946 0958",
+            "+49 (0)30 1234567",
+            "+33 1 23 45 67 89",
+            "0049 30 1234567",
+            "8 (495) 123-45-67",
+            "+61 2 9876 5432",
+            "06-12345678",
+            "010-1234-5678",
+        ] {
+            assert_eq!(found("pii.phone", &format!("reach me at {p} please")), [p], "{p}");
+        }
+        assert_eq!(found("pii.phone", "电话13812345678"), ["13812345678"]);
+        for n in [
+            "Speed of light: 299 792 458 m/s",
+            "RMA 2021-01-7309 received",
+            "Ship to IL 41315-3273.",
+            "ORD 3313 0189 5159 5767 is ready",
+            "Windows build 10.0.25232.2284",
+            "The budget is 750 944 884,48 EUR",
+            "SKU 15249740779 - blue",
+            "ISBN 978-2-208-57168-1",
+        ] {
+            assert!(found("pii.phone", n).is_empty(), "{n}: {:?}", found("pii.phone", n));
+        }
+    }
+
+    /// `prefix` padded with 1s to `len - 1` digits and completed with its Luhn check digit.
+    fn luhn_card(prefix: &str, len: usize) -> String {
+        let mut body: String = prefix.to_string();
+        while body.len() < len - 1 {
+            body.push('1');
+        }
+        (0..10)
+            .map(|d| format!("{body}{d}"))
+            .find(|c| super::luhn(c))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn cards_of_every_network() {
+        for (prefix, len) in [
+            ("6759", 12),   // Maestro, shortest
+            ("5018", 19),   // Maestro, longest
+            ("2200", 16),   // Mir
+            ("3528", 19),   // JCB
+            ("2131", 15),   // JCB 15
+            ("36", 14),     // Diners
+            ("62", 18),     // UnionPay
+            ("9792", 16),   // Troy
+            ("1", 15),      // UATP
+            ("8600", 16),   // UzCard
+            ("2221", 16),   // Mastercard 2-series
+            ("31", 19),     // China T-Union
+        ] {
+            let card = luhn_card(prefix, len);
+            assert_eq!(found("pii.card", &format!("card {card} ok")), [card.as_str()], "{prefix}/{len}");
+        }
+        // the right prefix at a length the network does not issue, or no network's prefix
+        for (prefix, len) in [("34", 16), ("2221", 19), ("7", 16), ("1", 16)] {
+            let card = luhn_card(prefix, len);
+            assert!(found("pii.card", &format!("card {card} ok")).is_empty(), "{card}");
+        }
     }
 
     #[test]
