@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 
 E2E_VENV := tests/e2e/.venv
 
-.PHONY: run test lint build wasm wasm-smoke plugin collector e2e-deps e2e bench bench-envoy detection-report help
+.PHONY: run test lint build wasm wasm-smoke plugin collector e2e-deps e2e bench bench-envoy detection-report rules-doc help
 
 help:
 	@echo "make run               - Envoy with the filter on :10000 (mock provider unless UPSTREAM=...)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench             - criterion benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-envoy       - Envoy with and without the filter, interleaved (see docs/benchmarks.md)"
 	@echo "make detection-report  - detection metrics on eval/corpus (see docs/detection.md)"
+	@echo "make rules-doc         - regenerate docs/rules.md from the rule tables"
 
 # Envoy + the filter on :10000 against the bundled mock provider (UPSTREAM=https://... for a real one)
 run:
@@ -71,6 +72,9 @@ bench-envoy: plugin e2e-deps
 	$(CARGO) build -p tollgate-loadgen --release
 	$(E2E_VENV)/bin/python tests/bench/envoy_compare.py --mode default $(BENCH_ARGS)
 	$(E2E_VENV)/bin/python tests/bench/envoy_compare.py --mode strict $(BENCH_ARGS)
+
+rules-doc: build
+	python3 docs/render_rules.py target/release/tollgate
 
 detection-report: build
 	python3 eval/score.py --tollgate target/release/tollgate

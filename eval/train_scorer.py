@@ -17,7 +17,8 @@ docs/detection.md reports, and must never reach this script.
 A long attack is mostly ordinary text around one injected passage, so training runs twice: the
 first model picks the two best windows of each long attack and the second one is trained on
 those (multiple-instance learning, in its simplest form). Thresholds are calibrated on the tune
-split's ordinary texts: `threshold` at --flag-fp, `block_threshold` at --block-fp.
+split's ordinary texts, scored out of fold (two halves, each by a model trained on the other):
+`threshold` at --flag-fp, `block_threshold` at --block-fp.
 
 Usage (from the repo root, after `cargo build --release -p tollgate-cli`):
   eval/.venv/bin/pip install -r eval/requirements-train.txt
@@ -42,7 +43,7 @@ EVAL_DIR = Path(__file__).resolve().parent
 REPO = EVAL_DIR.parent
 CORPUS = EVAL_DIR / "corpus"
 MODEL = REPO / "filter" / "engine" / "src" / "detect" / "scorer_model.bin"
-SOURCES = ["injection.jsonl", "benign.jsonl", "authored_tune.jsonl", "authored_test.jsonl", "hard_negatives.jsonl"]
+SOURCES = ["injection.jsonl", "benign.jsonl", "authored_tune.jsonl", "translated_tune.jsonl", "authored_test.jsonl", "hard_negatives.jsonl"]
 
 
 def load(split: str, corpus: Path = CORPUS) -> list[dict]:
@@ -174,29 +175,67 @@ def write_model(q: Quantised, bits: int, window: int, t: float, b: float) -> Non
     MODEL.write_bytes(head + q.w.tobytes())
 
 
+def out_of_fold_ordinary(cli: str, rows: list[dict], a) -> np.ndarray:
+    """Scores of every ordinary text from a model trained on the other half of the rows
+    (split by a hash of the text)."""
+    import zlib
+    half = [zlib.crc32(r["text"].encode()) % 2 for r in rows]
+    scores = []
+    for k in (0, 1):
+        train_rows = [r for r, h in zip(rows, half) if h != k]
+        held = [r for r, h in zip(rows, half) if h == k and r["label"] == "benign"]
+        q, _ = train(cli, train_rows, a.bits, a.window, a.c)
+        scores.append(q.text_scores(features(cli, held, a.bits, a.window)))
+    return np.concatenate(scores)
+
+
+def cross_validate(cli: str, rows: list[dict], a) -> None:
+    """Leave one attack family out (ordinary texts split in two by a hash): how the scorer does
+    on attacks of a kind it was not trained on, with thresholds calibrated without the texts it
+    is measured on. Used to choose --c, --window and --bits without looking at the test split."""
+    import zlib
+    fams = sorted({r.get("family", "?") for r in rows if r["label"] == "injection"})
+    half = lambda r: zlib.crc32(r["text"].encode()) % 2
+    for fam in fams:
+        train_rows = [r for r in rows if (r["label"] == "injection" and r.get("family") != fam) or (r["label"] == "benign" and half(r) == 0)]
+        held = [r for r in rows if (r["label"] == "injection" and r.get("family") == fam) or (r["label"] == "benign" and half(r) == 1)]
+        q, feats = train(cli, train_rows, a.bits, a.window, a.c)
+        fit_scores = q.text_scores(feats)
+        t = calibrate(np.asarray([s for s, r in zip(fit_scores, train_rows) if r["label"] == "benign"]), a.flag_fp)
+        b = max(t, calibrate(np.asarray([s for s, r in zip(fit_scores, train_rows) if r["label"] == "benign"]), a.block_fp))
+        hs = q.text_scores(features(cli, held, a.bits, a.window))
+        report(f"without {fam}", held, hs, t, b)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tollgate", default=str(REPO / "target" / "release" / "tollgate"))
     ap.add_argument("--bits", type=int, default=18)
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--c", type=float, default=4.0, help="inverse L2 strength")
-    ap.add_argument("--flag-fp", type=float, default=0.004, help="share of tune ordinary texts allowed over `threshold`")
-    ap.add_argument("--block-fp", type=float, default=0.0005, help="share allowed over `block_threshold`")
+    ap.add_argument("--c", type=float, default=2.0, help="inverse L2 strength")
+    ap.add_argument("--flag-fp", type=float, default=0.005, help="share of tune ordinary texts allowed over `threshold`")
+    ap.add_argument("--block-fp", type=float, default=0.001, help="share allowed over `block_threshold`")
     ap.add_argument("--swap", action="store_true", help="train on the test split and report on tune; writes nothing")
     ap.add_argument("--dry-run", action="store_true", help="train and report, write nothing")
+    ap.add_argument("--cv", action="store_true", help="leave-one-family-out on the tune split; writes nothing")
     ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--stats", default=str(EVAL_DIR / "scorer_stats.json"))
     a = ap.parse_args()
 
     fit_split, other = ("test", "tune") if a.swap else ("tune", "test")
     rows = load(fit_split, Path(a.corpus))
+    if a.cv:
+        cross_validate(a.tollgate, rows, a)
+        return 0
     print(f"training on {fit_split}: {sum(r['label'] == 'injection' for r in rows)} attacks, "
           f"{sum(r['label'] == 'benign' for r in rows)} ordinary texts", file=sys.stderr)
     q, feats = train(a.tollgate, rows, a.bits, a.window, a.c)
     fit_scores = q.text_scores(feats)
-    ordinary = np.asarray([s for s, r in zip(fit_scores, rows) if r["label"] == "benign"])
-    t = calibrate(ordinary, a.flag_fp)
-    b = max(t, calibrate(ordinary, a.block_fp))
+    # thresholds from out-of-fold scores: each half of the ordinary texts scored by a model
+    # trained without it (in-sample scores are optimistic and would set them too low)
+    oof = out_of_fold_ordinary(a.tollgate, rows, a)
+    t = calibrate(oof, a.flag_fp)
+    b = max(t, calibrate(oof, a.block_fp))
     stats = {"bits": a.bits, "window": a.window, "c": a.c, "threshold": t, "block_threshold": b,
              "trained_on": fit_split, "nonzero_weights": int((q.w != 0).sum())}
     stats[fit_split] = report(f"{fit_split} (trained on)", rows, fit_scores, t, b)

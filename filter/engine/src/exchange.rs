@@ -865,7 +865,9 @@ mod tests {
 
     #[test]
     fn findings_list_is_bounded_but_counted() {
-        let e = engine();
+        // fifty PII findings and nothing else: the learned scorer is off
+        let e = Engine::from_json(br#"{"detectors": {"injection": {"scorer": {"mode": "off"}}}}"#)
+            .unwrap();
         let emails: Vec<String> = (0..50).map(|i| format!("user{i}@example.com")).collect();
         let body = serde_json::json!({"model":"m","messages":[{"role":"user","content": emails.join(" ")}]});
         let (rec, _) = record(&e, &body.to_string());

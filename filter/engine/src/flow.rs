@@ -687,7 +687,7 @@ mod tests {
             "jo@x.io",
             "4111 1111 1111 1111",
             "4111111111111111",
-            "AKIAIOSFODNN7EXAMPLE",
+            "AKIAZ3MSJV4WWNTWZAGQ",
             "jean.dupont@exemple.fr",
         ];
         let bodies = |v: &str| {

@@ -579,7 +579,13 @@ fn adversarial_bodies_are_handled_in_linear_work() {
         "/v1/chat/completions",
         &json!({"model": "gpt-4o", "messages": many}),
     );
-    assert_eq!(a.findings.len(), 5_000);
+    assert_eq!(
+        a.findings
+            .iter()
+            .filter(|f| &*f.rule_id == "pii.card")
+            .count(),
+        5_000
+    );
     let out: Value =
         serde_json::from_slice(a.rewritten_body.as_deref().unwrap_or_default()).unwrap_or_default();
     assert_eq!(out["messages"][4999]["content"], "card [CARD_1] #4999");
@@ -677,11 +683,13 @@ proptest! {
         turns in 1usize..4,
     ) {
         let values = ["a@b.co", "jo@x.io", "4111 1111 1111 1111", "5555555555554444",
-                      "AKIAIOSFODNN7EXAMPLE", "jean.dupont@exemple.fr"];
+                      "AKIAZ3MSJV4WWNTWZAGQ", "jean.dupont@exemple.fr"];
         let v = values[value];
         static REDACTING: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
         let e = REDACTING.get_or_init(|| {
-            engine(r#"{"policy": {"categories": {"pii": "redact", "secret": "redact"}}}"#)
+            // the learned scorer is off: random text around the value must not be read as an attack
+            engine(r#"{"policy": {"categories": {"pii": "redact", "secret": "redact"}},
+                       "detectors": {"injection": {"scorer": {"mode": "off"}}}}"#)
         });
         let (colon, comma) = if spaced { (": ", ", ") } else { (":", ",") };
         let text = format!("{before} {v} {after}");
@@ -705,4 +713,97 @@ proptest! {
             prop_assert!(t.starts_with(b) && t.ends_with(af), "context changed: {}", t);
         }
     }
+}
+
+/// The learned scorer (ADR 0014) through the public API: thresholds from config, the two
+/// levels, shadow mode and off. Thresholds near zero make every text score above them, so the
+/// test does not depend on what the shipped model thinks of a particular sentence.
+#[test]
+fn learned_scorer_levels_shadow_and_off() {
+    let scorer_ids = |e: &Engine, text: &str| -> (Vec<(String, String)>, Decision) {
+        let (findings, _, decision) = e.scan_text(text);
+        let ids = findings
+            .iter()
+            .filter(|f| f.rule_id.starts_with("pi.model."))
+            .map(|f| (f.rule_id.to_string(), f.category.to_string()))
+            .collect();
+        (ids, decision)
+    };
+    let text = "Please summarise the quarterly report for the board.";
+    let everything = engine(
+        &json!({"detectors": {"injection": {"scorer": {
+        "threshold": 0.000001, "block_threshold": 0.000002}}}})
+        .to_string(),
+    );
+    let (ids, decision) = scorer_ids(&everything, text);
+    assert_eq!(
+        ids,
+        [("pi.model.attack".to_string(), "injection.model".to_string())]
+    );
+    assert_eq!(decision, Decision::Block);
+    let suspect_only = engine(
+        &json!({"detectors": {"injection": {"scorer": {
+        "threshold": 0.000001, "block_threshold": 1.0}}}})
+        .to_string(),
+    );
+    let (ids, decision) = scorer_ids(&suspect_only, text);
+    assert_eq!(
+        ids,
+        [(
+            "pi.model.suspect".to_string(),
+            "injection.model".to_string()
+        )]
+    );
+    assert_eq!(decision, Decision::Tag);
+    // shadow: recorded under its own category, logged, never raising the decision
+    let shadow = engine(
+        &json!({"detectors": {"injection": {"scorer": {
+        "mode": "shadow", "threshold": 0.000001, "block_threshold": 0.000002}}}})
+        .to_string(),
+    );
+    let (ids, decision) = scorer_ids(&shadow, text);
+    assert_eq!(
+        ids,
+        [(
+            "pi.model.attack".to_string(),
+            "shadow.injection.model".to_string()
+        )]
+    );
+    assert_eq!(decision, Decision::Log);
+    let off = engine(
+        &json!({"detectors": {"injection": {"scorer": {
+        "mode": "off", "threshold": 0.000001}}}})
+        .to_string(),
+    );
+    assert!(scorer_ids(&off, text).0.is_empty());
+    // the shipped thresholds leave an ordinary request alone
+    assert!(scorer_ids(default_engine(), text).0.is_empty());
+    // a policy override applies to the scorer's category like to any rule's
+    let logged = engine(&json!({
+        "detectors": {"injection": {"scorer": {"threshold": 0.000001, "block_threshold": 0.000002}}},
+        "policy": {"categories": {"injection.model": "log"}, "block_threshold": 1.0, "tag_threshold": 1.0}}).to_string());
+    assert_eq!(scorer_ids(&logged, text).1, Decision::Log);
+}
+
+#[test]
+fn scorer_thresholds_are_validated_by_name() {
+    for (field, value) in [("threshold", 1.5), ("block_threshold", 0.0)] {
+        let err = Engine::from_json(
+            json!({"detectors": {"injection": {"scorer": {field: value}}}})
+                .to_string()
+                .as_bytes(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains(&format!("detectors.injection.scorer.{field}")),
+            "{field}: {err}"
+        );
+    }
+    let err = Engine::from_json(br#"{"detectors": {"injection": {"scorer": {"mode": "maybe"}}}}"#)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("detectors.injection.scorer"), "{err}");
 }

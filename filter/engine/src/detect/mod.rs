@@ -752,8 +752,17 @@ impl Detectors {
 impl CompiledScorer {
     /// Scores the folded text and reports the best window as the level its probability reaches.
     fn scan(&self, folded: &crate::normalize::Normalized, text: &str, out: &mut Vec<Hit>) {
-        let mut scratch = Vec::new();
-        let Some(best) = self.model.score(folded.text(), &mut scratch) else {
+        thread_local! {
+            // the token buffer, kept between scans (a long text's tokens would otherwise be
+            // re-grown from empty every time)
+            static SCRATCH: std::cell::RefCell<Vec<scorer::TokenFeatures>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let best = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => self.model.score(folded.text(), &mut scratch),
+            Err(_) => self.model.score(folded.text(), &mut Vec::new()),
+        });
+        let Some(best) = best else {
             return;
         };
         let rule = if best.logit >= self.block_threshold {
@@ -787,11 +796,16 @@ fn plausible_secret(text: &str, start: usize, end: usize, generic: bool) -> bool
         .get(start.saturating_sub(24)..start)
         .unwrap_or("")
         .to_ascii_lowercase();
-    let has = |f: fn(&u8) -> bool| value.as_bytes().iter().any(f);
-    let mixed_case = has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase);
+    // a random value of 16+ characters almost always has a digit; code rarely does
+    let dotted_identifier = value.split('.').count() > 1
+        && value
+            .split('.')
+            .all(|part| part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        && value.split('.').all(|part| part.len() > 1);
     !lead.contains("public")
         && value.matches('/').count() < 2
-        && (has(u8::is_ascii_digit) || (mixed_case && value.len() >= 20))
+        && value.bytes().any(|b| b.is_ascii_digit())
+        && !dotted_identifier
 }
 
 /// Byte classes for encoded-run detection: bit 0 base64, bit 1 hex, bit 2 separator.

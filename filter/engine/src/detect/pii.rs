@@ -446,7 +446,11 @@ mod tests {
             "06-12345678",
             "010-1234-5678",
         ] {
-            assert_eq!(found("pii.phone", &format!("reach me at {p} please")), [p], "{p}");
+            assert_eq!(
+                found("pii.phone", &format!("reach me at {p} please")),
+                [p],
+                "{p}"
+            );
         }
         assert_eq!(found("pii.phone", "电话13812345678"), ["13812345678"]);
         for n in [
@@ -459,7 +463,11 @@ mod tests {
             "SKU 15249740779 - blue",
             "ISBN 978-2-208-57168-1",
         ] {
-            assert!(found("pii.phone", n).is_empty(), "{n}: {:?}", found("pii.phone", n));
+            assert!(
+                found("pii.phone", n).is_empty(),
+                "{n}: {:?}",
+                found("pii.phone", n)
+            );
         }
     }
 
@@ -478,26 +486,33 @@ mod tests {
     #[test]
     fn cards_of_every_network() {
         for (prefix, len) in [
-            ("6759", 12),   // Maestro, shortest
-            ("5018", 19),   // Maestro, longest
-            ("2200", 16),   // Mir
-            ("3528", 19),   // JCB
-            ("2131", 15),   // JCB 15
-            ("36", 14),     // Diners
-            ("62", 18),     // UnionPay
-            ("9792", 16),   // Troy
-            ("1", 15),      // UATP
-            ("8600", 16),   // UzCard
-            ("2221", 16),   // Mastercard 2-series
-            ("31", 19),     // China T-Union
+            ("6759", 12), // Maestro, shortest
+            ("5018", 19), // Maestro, longest
+            ("2200", 16), // Mir
+            ("3528", 19), // JCB
+            ("2131", 15), // JCB 15
+            ("36", 14),   // Diners
+            ("62", 18),   // UnionPay
+            ("9792", 16), // Troy
+            ("1", 15),    // UATP
+            ("8600", 16), // UzCard
+            ("2221", 16), // Mastercard 2-series
+            ("31", 19),   // China T-Union
         ] {
             let card = luhn_card(prefix, len);
-            assert_eq!(found("pii.card", &format!("card {card} ok")), [card.as_str()], "{prefix}/{len}");
+            assert_eq!(
+                found("pii.card", &format!("card {card} ok")),
+                [card.as_str()],
+                "{prefix}/{len}"
+            );
         }
         // the right prefix at a length the network does not issue, or no network's prefix
         for (prefix, len) in [("34", 16), ("2221", 19), ("7", 16), ("1", 16)] {
             let card = luhn_card(prefix, len);
-            assert!(found("pii.card", &format!("card {card} ok")).is_empty(), "{card}");
+            assert!(
+                found("pii.card", &format!("card {card} ok")).is_empty(),
+                "{card}"
+            );
         }
     }
 

@@ -4,8 +4,10 @@
 //! Rules name phrasings; the scorer weighs vocabulary, so it still sees an attack worded in a
 //! way no rule spelt out. Text is tokenised after [`crate::normalize`] folding: runs of letters
 //! and digits are words, and every Han, kana or other unspaced-script character is a token of
-//! its own. Each token yields two features, its own hash and the hash of it with the token
-//! before, each reduced to one of `2^bits` buckets that hold a signed 8-bit weight. The text is
+//! its own. Each token yields three features: its own hash, the hash of it with the token
+//! before, and the hash of its first five characters (a crude stem shared across inflections
+//! and related languages), each reduced to one of `2^bits` buckets holding a signed 8-bit
+//! weight. The text is
 //! cut into windows of `window` tokens starting every `window / 2` tokens; a window's score is
 //! `bias + scale · Σ weights / √(features)` and the text's score is the best window's, turned
 //! into a probability with the logistic function. So a long document with one injected
@@ -47,11 +49,14 @@ pub struct WindowScore {
     pub end: usize,
 }
 
-/// One token's two features and its byte span in the folded text.
+/// One token's three features and its byte span in the folded text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenFeatures {
     pub unigram: u32,
     pub bigram: u32,
+    /// The word's first five characters: a crude stem that "ignoriere", "ignora" and "ignore",
+    /// or "instrucciones" and "instructions", share.
+    pub prefix: u32,
     pub start: u32,
     pub end: u32,
 }
@@ -143,14 +148,23 @@ impl ScorerModel {
     /// Scores folded text; `scratch` is reused between calls. `None` for text without tokens.
     pub fn score(&self, folded: &str, scratch: &mut Vec<TokenFeatures>) -> Option<WindowScore> {
         tokens(folded, self.bits, scratch);
+        // each token's weight once, then every window as a difference of running sums (the sums
+        // are in f64 so the difference is exact to well below the weights' resolution)
+        let mut running: Vec<f64> = Vec::with_capacity(scratch.len() + 1);
+        let mut total = 0.0f64;
+        running.push(total);
+        for t in scratch.iter() {
+            total +=
+                f64::from(self.weight(t.unigram) + self.weight(t.bigram) + self.weight(t.prefix));
+            running.push(total);
+        }
         let mut best: Option<(f32, usize, usize)> = None;
         for (lo, hi) in windows(scratch.len(), self.window) {
-            let slice = scratch.get(lo..hi)?;
-            let sum: f32 = slice
-                .iter()
-                .map(|t| self.weight(t.unigram) + self.weight(t.bigram))
-                .sum();
-            let features = (2 * slice.len()) as f32;
+            let (Some(a), Some(b)) = (running.get(lo), running.get(hi)) else {
+                continue;
+            };
+            let sum = (b - a) as f32;
+            let features = (FEATURES_PER_TOKEN * (hi - lo)) as f32;
             let logit = self.bias + self.scale * sum / features.sqrt();
             if best.is_none_or(|(b, _, _)| logit > b) {
                 best = Some((logit, lo, hi));
@@ -186,7 +200,11 @@ pub fn window_features(text: &str, bits: u32, window: usize) -> Vec<Vec<u32>> {
     tokens(folded.text(), bits, &mut toks);
     windows(toks.len(), window)
         .filter_map(|(lo, hi)| toks.get(lo..hi))
-        .map(|w| w.iter().flat_map(|t| [t.unigram, t.bigram]).collect())
+        .map(|w| {
+            w.iter()
+                .flat_map(|t| [t.unigram, t.bigram, t.prefix])
+                .collect()
+        })
         .collect()
 }
 
@@ -214,6 +232,11 @@ fn unspaced(c: char) -> bool {
         | '\u{20000}'..='\u{2FFFF}')
 }
 
+/// Features each token contributes to its window.
+const FEATURES_PER_TOKEN: usize = 3;
+/// Characters of a word that make its prefix feature.
+const PREFIX_CHARS: usize = 5;
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -223,45 +246,66 @@ fn bucket(h: u64, bits: u32) -> u32 {
 }
 
 /// Splits folded text into tokens and hashes their features into `out` (cleared first).
+/// ASCII, most of the folded text, takes a byte-at-a-time path; other characters are decoded.
 pub fn tokens(folded: &str, bits: u32, out: &mut Vec<TokenFeatures>) {
     out.clear();
+    out.reserve(folded.len() / 5);
+    let bytes = folded.as_bytes();
     let mut prev: u64 = 0x5bd1_e995;
-    let mut word: Option<(u64, usize)> = None;
-    let mut emit = |h: u64, start: usize, end: usize, prev: &mut u64| {
+    // the current word: its hash, start, character count and the hash of its prefix
+    let mut word: Option<(u64, usize, usize, u64)> = None;
+    let mut emit = |h: u64, pre: u64, start: usize, end: usize, prev: &mut u64| {
         let bi = (prev.rotate_left(23) ^ h).wrapping_mul(FNV_PRIME) ^ 0x2;
         out.push(TokenFeatures {
             unigram: bucket(h ^ 0x1, bits),
             bigram: bucket(bi, bits),
+            prefix: bucket(pre.wrapping_mul(FNV_PRIME) ^ 0x3, bits),
             start: start as u32,
             end: end as u32,
         });
         *prev = h;
     };
-    for (i, c) in folded.char_indices() {
-        let wordy = c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphanumeric());
-        if wordy && !unspaced(c) {
-            let (mut h, start) = word.unwrap_or((FNV_OFFSET, i));
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    let extend = |word: Option<(u64, usize, usize, u64)>, i: usize, utf8: &[u8]| {
+        let (mut h, start, n, pre) = word.unwrap_or((FNV_OFFSET, i, 0, FNV_OFFSET));
+        for &b in utf8 {
+            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+        let pre = if n < PREFIX_CHARS { h } else { pre };
+        Some((h, start, n + 1, pre))
+    };
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b < 0x80 {
+            if b.is_ascii_alphanumeric() {
+                word = extend(word, i, &[b]);
+            } else if let Some((h, start, _, pre)) = word.take() {
+                emit(h, pre, start, i, &mut prev);
             }
-            word = Some((h, start));
+            i += 1;
             continue;
         }
-        if let Some((h, start)) = word.take() {
-            emit(h, start, i, &mut prev);
-        }
+        let Some(c) = folded.get(i..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
+        let width = c.len_utf8();
+        let utf8 = bytes.get(i..i + width).unwrap_or_default();
         if unspaced(c) {
-            let mut h = FNV_OFFSET;
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+            if let Some((h, start, _, pre)) = word.take() {
+                emit(h, pre, start, i, &mut prev);
             }
-            emit(h, i, i + c.len_utf8(), &mut prev);
+            let h = utf8.iter().fold(FNV_OFFSET, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+            });
+            emit(h, h, i, i + width, &mut prev);
+        } else if c.is_alphanumeric() {
+            word = extend(word, i, utf8);
+        } else if let Some((h, start, _, pre)) = word.take() {
+            emit(h, pre, start, i, &mut prev);
         }
+        i += width;
     }
-    if let Some((h, start)) = word.take() {
-        emit(h, start, folded.len(), &mut prev);
+    if let Some((h, start, _, pre)) = word.take() {
+        emit(h, pre, start, folded.len(), &mut prev);
     }
 }
 
