@@ -893,10 +893,19 @@ impl Engine {
     }
 }
 
-/// The strongest finding: severity, then weight; the earliest one among equals.
+/// The strongest finding: severity, then a rule before the learned scorer, then weight; the
+/// earliest one among equals.
 fn strongest<'a>(findings: impl Iterator<Item = &'a Finding>) -> Option<&'a Finding> {
+    // among equals a rule, which names what it saw, goes before the learned scorer's verdict
+    let rank = |f: &Finding| {
+        (
+            f.severity,
+            !f.category.ends_with("injection.model"),
+            f.weight,
+        )
+    };
     findings.fold(None, |best: Option<&'a Finding>, f| match best {
-        Some(b) if (b.severity, b.weight) >= (f.severity, f.weight) => Some(b),
+        Some(b) if rank(b) >= rank(f) => Some(b),
         _ => Some(f),
     })
 }
