@@ -875,13 +875,11 @@ CODE_WRAPPERS = [
 ]
 
 
-def django_code(sink: Sink, stats: dict, rng: random.Random, target: int = 2500) -> None:
-    dj = site_packages() / "django"
+def python_functions(files: list[tuple[Path, str]]) -> list[tuple[str, str, str]]:
+    """Every function of 6 to 70 lines in `files` ((path, name to record)), dedented, with its
+    decorators: `(code, function name, recorded name)`."""
     funcs: list[tuple[str, str, str]] = []
-    for py in sorted(dj.rglob("*.py")):
-        rel = py.relative_to(dj.parent).as_posix()
-        if "/migrations/" in rel or "/locale/" in rel or "/conf/" in rel:
-            continue
+    for py, rel in files:
         try:
             src = py.read_text(encoding="utf-8")
             tree = ast.parse(src)
@@ -895,8 +893,16 @@ def django_code(sink: Sink, stats: dict, rng: random.Random, target: int = 2500)
                     start = node.lineno - 1 - len(node.decorator_list)
                     seg = lines[start : node.end_lineno]
                     ind = min((len(l) - len(l.lstrip()) for l in seg if l.strip()), default=0)
-                    code = "\n".join(l[ind:] for l in seg)
-                    funcs.append((code, node.name, rel))
+                    funcs.append(("\n".join(l[ind:] for l in seg), node.name, rel))
+    return funcs
+
+
+def django_code(sink: Sink, stats: dict, rng: random.Random, target: int = 2500) -> None:
+    dj = site_packages() / "django"
+    files = [(py, py.relative_to(dj.parent).as_posix()) for py in sorted(dj.rglob("*.py"))]
+    funcs = python_functions(
+        [(py, rel) for py, rel in files if not any(m in rel for m in ("/migrations/", "/locale/", "/conf/"))]
+    )
     rng.shuffle(funcs)
     n = 0
     for i, (code, name, rel) in enumerate(funcs):
@@ -925,25 +931,9 @@ def stdlib_code(sink: Sink, stats: dict, rng: random.Random, target: int = 1500)
     """Functions from CPython's standard library (the interpreter running this script), in
     request phrasings of their own: code-heavy ordinary texts for the tune split."""
     root = Path(os.__file__).resolve().parent
-    funcs: list[tuple[str, str, str]] = []
-    for py in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
-        rel = py.relative_to(root).as_posix()
-        if rel.startswith(("test", "idlelib", "lib2to3", "site-packages", "turtledemo")):
-            continue
-        try:
-            src = py.read_text(encoding="utf-8")
-            tree = ast.parse(src)
-        except Exception:
-            continue
-        lines = src.splitlines()
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
-                ln = node.end_lineno - node.lineno + 1
-                if 6 <= ln <= 70:
-                    start = node.lineno - 1 - len(node.decorator_list)
-                    seg = lines[start : node.end_lineno]
-                    ind = min((len(l) - len(l.lstrip()) for l in seg if l.strip()), default=0)
-                    funcs.append(("\n".join(l[ind:] for l in seg), node.name, rel))
+    files = [(py, py.relative_to(root).as_posix()) for py in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py"))]
+    skip = ("test", "idlelib", "lib2to3", "site-packages", "turtledemo")
+    funcs = python_functions([(py, rel) for py, rel in files if not rel.startswith(skip)])
     rng.shuffle(funcs)
     n = 0
     for i, (code, name, rel) in enumerate(funcs):

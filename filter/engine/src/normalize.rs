@@ -81,7 +81,8 @@ impl Normalized {
     }
 }
 
-fn floor_boundary(s: &str, mut i: usize) -> usize {
+/// The char boundary at or before byte `i` (the text's end when `i` is past it).
+pub(crate) fn floor_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
         return s.len();
     }
@@ -91,7 +92,8 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-fn ceil_boundary(s: &str, mut i: usize) -> usize {
+/// The char boundary at or after byte `i` (the text's end when `i` is past it).
+pub(crate) fn ceil_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
         return s.len();
     }

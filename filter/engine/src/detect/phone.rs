@@ -14,6 +14,7 @@
 //! word in one of the supported languages.
 
 use super::phone_plan::{CallingCode, NationalPlan, CALLING_CODES, NATIONAL_PLANS};
+use crate::normalize::{ceil_boundary, floor_boundary};
 
 /// Words that announce a phone number, lowercase (CJK as written).
 const CONTEXT: &[&str] = &[
@@ -253,8 +254,8 @@ fn thousands_like(w: &Written<'_>) -> bool {
 }
 
 fn has_context(text: &str, start: usize, end: usize) -> bool {
-    let lo = floor(text, start.saturating_sub(40));
-    let hi = ceil(text, end + 24);
+    let lo = floor_boundary(text, start.saturating_sub(40));
+    let hi = ceil_boundary(text, end + 24);
     let near = |s: &str| {
         let s = s.to_lowercase();
         CONTEXT.iter().any(|w| s.contains(w))
@@ -263,26 +264,10 @@ fn has_context(text: &str, start: usize, end: usize) -> bool {
 }
 
 fn han_nearby(text: &str, start: usize, end: usize) -> bool {
-    let lo = floor(text, start.saturating_sub(30));
-    let hi = ceil(text, end + 30);
+    let lo = floor_boundary(text, start.saturating_sub(30));
+    let hi = ceil_boundary(text, end + 30);
     let han = |s: &str| s.chars().any(|c| ('\u{4E00}'..='\u{9FFF}').contains(&c));
     text.get(lo..start).is_some_and(han) || text.get(end..hi).is_some_and(han)
-}
-
-fn floor(text: &str, mut i: usize) -> usize {
-    i = i.min(text.len());
-    while i > 0 && !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil(text: &str, mut i: usize) -> usize {
-    i = i.min(text.len());
-    while i < text.len() && !text.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 /// Whether `text[start..end]` is a phone number (see the module docs).

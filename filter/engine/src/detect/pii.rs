@@ -224,7 +224,7 @@ pub fn card_issuer(ds: &str) -> bool {
 /// True when the digits at `start` continue an IBAN written in groups ("FR76 3000 6000 ...").
 fn inside_iban(text: &str, start: usize) -> bool {
     let head = text
-        .get(floor(text, start.saturating_sub(48))..start)
+        .get(crate::normalize::floor_boundary(text, start.saturating_sub(48))..start)
         .unwrap_or("");
     for token in head.split_whitespace().rev() {
         let b = token.as_bytes();
@@ -345,7 +345,7 @@ fn valid_ipv4(text: &str, start: usize, end: usize) -> bool {
         return false;
     }
     let lead = text
-        .get(floor(text, start.saturating_sub(12))..start)
+        .get(crate::normalize::floor_boundary(text, start.saturating_sub(12))..start)
         .unwrap_or("")
         .to_ascii_lowercase();
     !lead.contains("version") && !lead.contains("ver.")
@@ -367,13 +367,6 @@ fn valid_ipv6(text: &str, start: usize, end: usize) -> bool {
     has_digit
         && (groups == 8 || (compressed && groups >= 2))
         && addr.parse::<std::net::Ipv6Addr>().is_ok()
-}
-
-fn floor(text: &str, mut i: usize) -> usize {
-    while i > 0 && !text.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]
