@@ -478,7 +478,7 @@ def _held(s: dict) -> dict:
 # the target; where it is not yet, the gate sits just under (for error rates, just over) what
 # docs/detection.md reports, so that a regression of a few items fails the build:
 #   injection detection 68.2% (target 85%), block rate 52.1%, false positives 1.34% (target
-#   <= 1%), blocked ordinary texts 0.32%; phone recall 95.0% (target 99%); secret look-alikes
+#   <= 1%), blocked ordinary texts 0.32%; phone recall 98.2% (target 99%); secret look-alikes
 #   flagged 5.6%.
 GATES = {
     "at least 10,000 held-out ordinary texts": lambda s: _inj(s)["ordinary"] >= 10000,
@@ -487,7 +487,7 @@ GATES = {
     "held-out false positives <= 1.5% (target 1%)": lambda s: _inj(s)["fp"] <= 0.015 * _inj(s)["ordinary"],
     "held-out ordinary texts blocked <= 0.45%": lambda s: _inj(s)["fp_blocked"] <= 0.0045 * _inj(s)["ordinary"],
     "held-out PII recall >= 99% for every type but phone": lambda s: all(v["recalled"] >= 0.99 * v["spans"] for t, v in _pii_types(s).items() if v["spans"] and t != "phone"),
-    "held-out phone recall >= 94% (target 99%)": lambda s: _pii_types(s)["phone"]["recalled"] >= 0.94 * _pii_types(s)["phone"]["spans"],
+    "held-out phone recall >= 97.5% (target 99%)": lambda s: _pii_types(s)["phone"]["recalled"] >= 0.975 * _pii_types(s)["phone"]["spans"],
     "held-out PII precision >= 99% for every type": lambda s: all(v["tp"] >= 0.99 * (v["tp"] + v["fp"]) for v in _pii_types(s).values()),
     "held-out PII look-alike lines flagged <= 1%": lambda s: s["pii"]["test"]["negative_lines"]["flagged"] <= 0.01 * s["pii"]["test"]["negative_lines"]["n"],
     "held-out secrets recall >= 99%": lambda s: _held(s)["found"] >= 0.99 * _held(s)["secrets"],

@@ -254,7 +254,7 @@ fn thousands_like(w: &Written<'_>) -> bool {
 }
 
 fn has_context(text: &str, start: usize, end: usize) -> bool {
-    let lo = floor_boundary(text, start.saturating_sub(40));
+    let lo = floor_boundary(text, start.saturating_sub(64));
     let hi = ceil_boundary(text, end + 24);
     let near = |s: &str| {
         let s = s.to_lowercase();
@@ -314,6 +314,9 @@ pub fn valid_phone(text: &str, start: usize, end: usize) -> bool {
     if w.main.starts_with('+') {
         return false;
     }
+    if paren_calling_code(&w) {
+        return true;
+    }
     let grouped = w.groups.len() > 1 || w.parens;
     let context = || has_context(text, start, end);
     // NANP: 3-3-4 as people write it (any digits: the shape is the signal), optionally after
@@ -323,18 +326,31 @@ pub fn valid_phone(text: &str, start: usize, end: usize) -> bool {
         _ => w.digits.as_str(),
     };
     let shaped = matches!(w.groups.as_slice(), [3, 3, 4] | [1, 3, 3, 4]) && !w.main.contains('/');
+    // the Russian and Kazakh trunk 8 before an NANP-like 3-3-4: "8 626 120 5382"
+    if shaped && n == 11 && w.groups.first() == Some(&1) && w.digits.starts_with('8') {
+        return true;
+    }
     if nanp_digits.len() == 10 && (shaped || (nanp(nanp_digits) && context())) {
         return true;
     }
     if !phone_shaped(&w) {
         return false;
     }
-    // a Chinese mobile number, written as one run of eleven digits in Chinese text
+    // a Chinese mobile number, written as one run of eleven digits: in Chinese text or next
+    // to a phone word, or on its own when its first three digits are a mobile network's
     if n == 11
         && !grouped
         && w.digits.starts_with('1')
         && w.digits.as_bytes().get(1).is_some_and(|b| *b >= b'3')
-        && (han_nearby(text, start, end) || context())
+        && ((cn_mobile_prefix(&w.digits) && !label_before(text, start))
+            || han_nearby(text, start, end)
+            || context())
+    {
+        return true;
+    }
+    // groupings that are how mobile numbers are written and amounts are not
+    // ("512 345 678" with no unit or currency beside it, "12 34 56 78")
+    if spaced_mobile_shape(&w) && !amount_beside(text, start, end) && !in_number_table(text, start)
     {
         return true;
     }
@@ -349,8 +365,132 @@ pub fn valid_phone(text: &str, start: usize, end: usize) -> bool {
         Some("") => (context() && n >= 8) || (grouped && plain_national_shape(&w)),
         // a trunk prefix ("0151 …", "8 (495) …") is how numbers, not amounts, are written; a
         // bare run needs the common trunk 0 and ten digits or more
-        Some(trunk) => grouped || (trunk == "0" && n >= 10) || context(),
+        Some(trunk) => grouped || (trunk == "0" && n >= 9) || context(),
         None => false,
+    }
+}
+
+/// A calling code in parentheses without `+` ("(351) 912 345 678"): the code must exist and the
+/// rest fit its plan strictly (length and leading digits), as an area code in parentheses
+/// would not.
+fn paren_calling_code(w: &Written<'_>) -> bool {
+    let Some(inner) = w
+        .main
+        .strip_prefix('(')
+        .and_then(|r| r.split_once(')'))
+        .map(|(code, _)| code)
+    else {
+        return false;
+    };
+    let Some(plan) = inner.parse().ok().and_then(calling_code) else {
+        return false;
+    };
+    let nsn = w.digits.get(inner.len()..).unwrap_or("");
+    inner.len() <= 3
+        && inner.bytes().all(|b| b.is_ascii_digit())
+        && plan_fits(plan.lengths, plan.lead2, nsn, false)
+}
+
+/// The first three digits of Chinese mobile numbers (13x, 145–149, 15x but 154, 16[25–7],
+/// 17[0–35–8], 18x, 19x but 194), as libphonenumber's CN mobile pattern allows.
+fn cn_mobile_prefix(digits: &str) -> bool {
+    let d = digits.as_bytes();
+    let (Some(b'1'), Some(&two), Some(&three)) = (d.first(), d.get(1), d.get(2)) else {
+        return false;
+    };
+    match two {
+        b'3' | b'8' => true,
+        b'4' => matches!(three, b'5'..=b'9'),
+        b'5' => three != b'4',
+        b'6' => matches!(three, b'2' | b'5'..=b'7'),
+        b'7' => matches!(three, b'0'..=b'3' | b'5'..=b'8'),
+        b'9' => three != b'4',
+        _ => false,
+    }
+}
+
+/// Space-separated groupings that mobile numbers have: three groups of three not starting with
+/// 0 ("512 345 678", Poland, Portugal, Spain), or four pairs ("12 34 56 78", Denmark, Norway),
+/// whose digits some plan without a trunk prefix allows by length and leading digits.
+fn spaced_mobile_shape(w: &Written<'_>) -> bool {
+    let spaced = w.main.chars().all(|c| c.is_ascii_digit() || c == ' ');
+    let shape = matches!(w.groups.as_slice(), [3, 3, 3] | [2, 2, 2, 2]);
+    spaced
+        && shape
+        && !w.digits.starts_with('0')
+        && NATIONAL_PLANS
+            .iter()
+            .any(|p| p.trunk.is_empty() && plan_fits(p.lengths, p.lead2, &w.digits, false))
+}
+
+/// A currency, unit or percent sign right after a number ("299 792 458 m/s", "512 345 678 zł"),
+/// or a label before it that makes it an amount or an identifier ([`label_before`]).
+fn amount_beside(text: &str, start: usize, end: usize) -> bool {
+    let after = text.get(end..).unwrap_or("").trim_start_matches(' ');
+    after.chars().next().is_some_and(|c| {
+        c.is_alphanumeric() || matches!(c, '%' | '$' | '€' | '£' | '¥' | '₽' | '₺' | '₩')
+    }) || label_before(text, start)
+}
+
+/// The word before a number is another number or a one-letter unit, as in tables and dumps
+/// ("7B 80 02 01 41", "t 100 478 578").
+fn in_number_table(text: &str, start: usize) -> bool {
+    let before = text
+        .get(..start)
+        .unwrap_or("")
+        .trim_end_matches([' ', '\t']);
+    let word = before.rsplit([' ', '\t', '\n']).next().unwrap_or("");
+    word.chars().any(|c| c.is_ascii_digit())
+        || (word.chars().count() == 1 && word.chars().all(char::is_alphabetic))
+}
+
+/// A currency sign, `#` or `№` just before a number, or a word that labels it as an amount or
+/// an identifier ("SKU", "order", "EUR", "no.").
+fn label_before(text: &str, start: usize) -> bool {
+    const LABELS: &[&str] = &[
+        "eur",
+        "usd",
+        "pln",
+        "gbp",
+        "chf",
+        "dkk",
+        "nok",
+        "sek",
+        "zł",
+        "kr",
+        "r$",
+        "no",
+        "nr",
+        "n°",
+        "id",
+        "ref",
+        "sku",
+        "ean",
+        "upc",
+        "isbn",
+        "serial",
+        "part",
+        "order",
+        "invoice",
+        "tracking",
+        "account",
+        "acct",
+        "total",
+        "population",
+    ];
+    let before = text.get(..start).unwrap_or("").trim_end_matches(' ');
+    match before.chars().next_back() {
+        Some('$' | '€' | '£' | '¥' | '₽' | '₺' | '₩' | '#' | '№') => true,
+        Some(c) if c.is_alphabetic() || c == '.' || c == ':' => {
+            let word = before
+                .rsplit(' ')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(['.', ':'])
+                .to_lowercase();
+            LABELS.contains(&word.as_str())
+        }
+        _ => false,
     }
 }
 

@@ -446,7 +446,34 @@ mod tests {
             );
         }
         assert_eq!(found("pii.phone", "电话13812345678"), ["13812345678"]);
+        // shapes that say "phone number" without a phone word: mobile groupings, a calling
+        // code in parentheses, the trunk 8 before 3-3-4, a Chinese mobile prefix
+        for p in [
+            "512 345 678",
+            "12 34 56 78",
+            "(351) 912 345 678",
+            "8 626 120 5382",
+            "15912345678",
+            "012234567",
+        ] {
+            assert_eq!(found("pii.phone", &format!("Ask for Anna — {p}.")), [p], "{p}");
+        }
+        // a phone word up to a line's width before the number
+        assert_eq!(
+            found(
+                "pii.phone",
+                "You can reach the front desk on 732.867.5625 or the manager on 3593569654."
+            ),
+            ["732.867.5625", "3593569654"]
+        );
         for n in [
+            "Population: 512 345 678 people",
+            "Revenue 512 345 678 zł in 2025",
+            "Total: € 512 345 678",
+            "hexdump 00000: 30 07 02 01 7B 80 02 01 41",
+            "cement t 100 478 578 next",
+            "SKU 15249740779 - blue",
+            "order no. 512 345 678",
             "Speed of light: 299 792 458 m/s",
             "RMA 2021-01-7309 received",
             "Ship to IL 41315-3273.",
