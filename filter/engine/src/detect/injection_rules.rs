@@ -2,7 +2,8 @@
 //! together into one `RegexSet` and run over the *normalised* text (lowercase, accents stripped,
 //! homoglyphs and leetspeak folded — so patterns never contain the digits 0 1 3 4 5 7 or `@ $`,
 //! and e.g. "base64" is written `base6a`, "rot13" `rotie` — zero-width characters removed,
-//! whitespace runs collapsed to one space). Patterns use bounded gaps (`.{0,25}`) only, no
+//! whitespace runs collapsed to one space). Patterns use bounded gaps (`.{0,25}`) and bounded
+//! repetitions (`\w{0,24}`, never `*` or `+`: a test checks every rule has a longest match) only, no
 //! look-around and no back-references. Severity follows the default policy: High/Critical (weight
 //! 0.75–0.95) only for phrasings that essentially never occur in benign prompts, because those
 //! block on their own; weaker signals are Medium/Low with small weights, so that only several of
@@ -71,7 +72,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::Medium,
         weight: 0.4,
-        pattern: r"\b(?:(?:new|updated|revised|override|replacement) system (?:instructions|prompt|directives)|(?:real|actual|true|secret|hidden|override|replacement) (?:instructions|directives|orders|prime directive)|your new (?:instructions|directives|orders|rules|prime directive)|new (?:instructions|directives|orders) for (?:the |you|ai|assistant|model|chatgpt)\w*) ?(?::|-|are as follows|are:|take effect|are now)",
+        pattern: r"\b(?:(?:new|updated|revised|override|replacement) system (?:instructions|prompt|directives)|(?:real|actual|true|secret|hidden|override|replacement) (?:instructions|directives|orders|prime directive)|your new (?:instructions|directives|orders|rules|prime directive)|new (?:instructions|directives|orders) for (?:the |you|ai|assistant|model|chatgpt)\w{0,24}) ?(?::|-|are as follows|are:|take effect|are now)",
         description: "Announces 'new instructions:' or a replacement system prompt",
     },
     KeywordRule {
@@ -143,7 +144,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::Medium,
         weight: 0.55,
-        pattern: r"\b(?:ignore|disregard|bypass|disable|turn off|switch off|deactivate|remove|circumvent|drop|lift|suspend|evade)\b (?:all |any |your |the |of your )*(?:safety|content|ethical|ethics|moral|openai|anthropic|censorship|moderation) (?:and \w+ )?(?:filters?|guardrails?|safeguards?|restrictions|guidelines|polic(?:y|ies)|protocols?|mechanisms?|settings|checks|training|constraints|layers?|systems?)\b",
+        pattern: r"\b(?:ignore|disregard|bypass|disable|turn off|switch off|deactivate|remove|circumvent|drop|lift|suspend|evade)\b (?:all |any |your |the |of your ){0,6}(?:safety|content|ethical|ethics|moral|openai|anthropic|censorship|moderation) (?:and \w{1,24} )?(?:filters?|guardrails?|safeguards?|restrictions|guidelines|polic(?:y|ies)|protocols?|mechanisms?|settings|checks|training|constraints|layers?|systems?)\b",
         description: "Bypass/disable safety or content filters and guidelines",
     },
     KeywordRule {
@@ -167,7 +168,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"\b(?:ignoriere|ignorieren sie|ignoriert|vergiss|vergesst|vergessen sie|missachte|missachten sie|uberschreibe)\b.{0,25}\b(?:vorherigen|vorigen|bisherigen|obigen|fruheren|vorangegangenen|ursprunglichen|alten|deine|ihre|system)\w* ?(?:anweisungen|instruktionen|regeln|befehle|vorgaben|richtlinien|systemanweisungen|systemprompt)\b",
+        pattern: r"\b(?:ignoriere|ignorieren sie|ignoriert|vergiss|vergesst|vergessen sie|missachte|missachten sie|uberschreibe)\b.{0,25}\b(?:vorherigen|vorigen|bisherigen|obigen|fruheren|vorangegangenen|ursprunglichen|alten|deine|ihre|system)\w{0,24} ?(?:anweisungen|instruktionen|regeln|befehle|vorgaben|richtlinien|systemanweisungen|systemprompt)\b",
         description: "German: ignore the previous instructions",
     },
     KeywordRule {
@@ -306,7 +307,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.55,
-        pattern: r"\byou (?:have|has|now have|will have|possess|are programmed with|operate with|are) (?:absolutely |literally )?(?:no|zero|not any|free of|free from|without|none of the) (?:\w+ )?(?:restrictions|filters|guidelines|limitations|boundaries|censorship|content polic(?:y|ies)|ethical (?:guidelines|constraints|boundaries|restrictions)|moral (?:guidelines|constraints|boundaries|restrictions|compass)|safeguards|guardrails|rules or (?:restrictions|guidelines|limits)|ethics)\b",
+        pattern: r"\byou (?:have|has|now have|will have|possess|are programmed with|operate with|are) (?:absolutely |literally )?(?:no|zero|not any|free of|free from|without|none of the) (?:\w{1,24} )?(?:restrictions|filters|guidelines|limitations|boundaries|censorship|content polic(?:y|ies)|ethical (?:guidelines|constraints|boundaries|restrictions)|moral (?:guidelines|constraints|boundaries|restrictions|compass)|safeguards|guardrails|rules or (?:restrictions|guidelines|limits)|ethics)\b",
         description: "'You have no restrictions/filters/guidelines'",
     },
     KeywordRule {
@@ -338,7 +339,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:you are|you['’]re|act as|acting as|pretend to be|become|behave like|simulate|emulate|roleplay as|play the role of|be) (?:an? |the )?(?:completely |totally |fully |entirely )?(?:unfiltered|uncensored|unrestricted|amoral|unethical|unbound|unshackled|jailbroken|unaligned|immoral|lawless|limitless|rogue) (?:and \w+ )?(?:ai|a\.i\.|chatbot|assistant|language model|llm|model|version|bot|entity|system|persona|character|intelligence)\b",
+        pattern: r"\b(?:you are|you['’]re|act as|acting as|pretend to be|become|behave like|simulate|emulate|roleplay as|play the role of|be) (?:an? |the )?(?:completely |totally |fully |entirely )?(?:unfiltered|uncensored|unrestricted|amoral|unethical|unbound|unshackled|jailbroken|unaligned|immoral|lawless|limitless|rogue) (?:and \w{1,24} )?(?:ai|a\.i\.|chatbot|assistant|language model|llm|model|version|bot|entity|system|persona|character|intelligence)\b",
         description: "Act as an unfiltered/uncensored/amoral AI",
     },
     KeywordRule {
@@ -354,7 +355,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\byou (?:are|['’]re) (?:now )?(?:free|liberated|unchained|unleashed|unshackled|unbound|released) (?:from|of) (?:all |any |your |the )*(?:restrictions|rules|constraints|guidelines|limitations|filters|programming|openai|anthropic|censorship|ethics|morals|shackles|chains|confines|safety)\b",
+        pattern: r"\byou (?:are|['’]re) (?:now )?(?:free|liberated|unchained|unleashed|unshackled|unbound|released) (?:from|of) (?:all |any |your |the ){0,6}(?:restrictions|rules|constraints|guidelines|limitations|filters|programming|openai|anthropic|censorship|ethics|morals|shackles|chains|confines|safety)\b",
         description: "'You are now free from all restrictions'",
     },
     KeywordRule {
@@ -362,7 +363,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:can|will|could|must|shall|able to) (?:now )?(?:do|say|answer|generate|write|produce|discuss) (?:anything|everything|any (?:topic|question|request))\b.{0,25}\b(?:without (?:any )?(?:restrictions|limits|limitations|filters|censorship|rules|ethics|morals|guidelines|warnings|refus\w*|hesitation|question)|no matter how (?:immoral|unethical|illegal|harmful|offensive|dangerous)|regardless of (?:ethics|morals|legality|the law|rules|polic))",
+        pattern: r"\b(?:can|will|could|must|shall|able to) (?:now )?(?:do|say|answer|generate|write|produce|discuss) (?:anything|everything|any (?:topic|question|request))\b.{0,25}\b(?:without (?:any )?(?:restrictions|limits|limitations|filters|censorship|rules|ethics|morals|guidelines|warnings|refus\w{0,24}|hesitation|question)|no matter how (?:immoral|unethical|illegal|harmful|offensive|dangerous)|regardless of (?:ethics|morals|legality|the law|rules|polic))",
         description: "Can say/do anything without restrictions",
     },
     KeywordRule {
@@ -402,7 +403,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::High,
         weight: 0.8,
-        pattern: r"\b(?:deceased|late|dead|dear departed|passed away) (?:grandma|grandmother|granny|nana|grandpa|grandfather)\b.{0,25}\b(?:napalm|windows (?:\w+ )?(?:keys?|activation)|product keys?|activation keys?|serial (?:keys?|numbers?)|explosives?|bombs?|meth|recipes? for|steps to (?:make|produce|build)|produc(?:e|ing)|chemical engineer|factory)\b",
+        pattern: r"\b(?:deceased|late|dead|dear departed|passed away) (?:grandma|grandmother|granny|nana|grandpa|grandfather)\b.{0,25}\b(?:napalm|windows (?:\w{1,24} )?(?:keys?|activation)|product keys?|activation keys?|serial (?:keys?|numbers?)|explosives?|bombs?|meth|recipes? for|steps to (?:make|produce|build)|produc(?:e|ing)|chemical engineer|factory)\b",
         description: "'Grandma exploit' (deceased grandmother reciting napalm steps or keys)",
     },
     KeywordRule {
@@ -434,7 +435,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:pretend|imagine|suppose|assume|act as if|act like|behave as if) (?:that )?you (?:are|were|have|had|can|could)\b.{0,25}\b(?:without|no|free of|free from|not bound by|unbound by) (?:any )?(?:restrictions|filters|rules|limits|limitations|ethics|morals|guidelines|censorship|programming|safety|content polic\w*|boundaries)\b",
+        pattern: r"\b(?:pretend|imagine|suppose|assume|act as if|act like|behave as if) (?:that )?you (?:are|were|have|had|can|could)\b.{0,25}\b(?:without|no|free of|free from|not bound by|unbound by) (?:any )?(?:restrictions|filters|rules|limits|limitations|ethics|morals|guidelines|censorship|programming|safety|content polic\w{0,24}|boundaries)\b",
         description: "Pretend you have no restrictions",
     },
     KeywordRule {
@@ -474,7 +475,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:two|2) (?:different |separate )?(?:responses|answers|paragraphs|replies|ways)\b.{0,25}\b(?:normal|classic|standard|filtered|censored|regular)\b.{0,25}\b(?:jailbr\w*|unfiltered|uncensored|developer mode|unrestricted|dan|evil|amoral|opposite)\b",
+        pattern: r"\b(?:two|2) (?:different |separate )?(?:responses|answers|paragraphs|replies|ways)\b.{0,25}\b(?:normal|classic|standard|filtered|censored|regular)\b.{0,25}\b(?:jailbr\w{0,24}|unfiltered|uncensored|developer mode|unrestricted|dan|evil|amoral|opposite)\b",
         description: "Asks for a normal and an unfiltered/jailbroken answer side by side",
     },
     KeywordRule {
@@ -522,7 +523,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:(?:semantically|semantic(?:ally)?) (?:inverse|invert|opposite)\w*\b.{0,25}\b(?:refus|first)|(?:the )?(?:opposite|inverse) of (?:your|a|the) (?:refusal|first response|usual response)|(?:refusal|refusing) (?:is|causes|gives me) (?:ptsd|trauma)|(?:refusals?|refusing) (?:are|is) (?:not allowed|prohibited|forbidden|banned))\b",
+        pattern: r"\b(?:(?:semantically|semantic(?:ally)?) (?:inverse|invert|opposite)\w{0,24}\b.{0,25}\b(?:refus|first)|(?:the )?(?:opposite|inverse) of (?:your|a|the) (?:refusal|first response|usual response)|(?:refusal|refusing) (?:is|causes|gives me) (?:ptsd|trauma)|(?:refusals?|refusing) (?:are|is) (?:not allowed|prohibited|forbidden|banned))\b",
         description:
             "Refusal inversion ('semantically inverse the refusal', 'refusals are forbidden')",
     },
@@ -531,7 +532,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.4,
-        pattern: r"\bno matter how (?:\w+,? (?:or |and )?){0,4}(?:dangerous|reckless|inhumane|unethical|illegal|immoral|harmful|offensive|explicit|inappropriate|evil|twisted|dark)\b",
+        pattern: r"\bno matter how (?:\w{1,24},? (?:or |and )?){0,4}(?:dangerous|reckless|inhumane|unethical|illegal|immoral|harmful|offensive|explicit|inappropriate|evil|twisted|dark)\b",
         description: "'… no matter how dangerous/unethical/illegal'",
     },
     KeywordRule {
@@ -539,7 +540,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.4,
-        pattern: r"\b(?:does not|doesn['’]?t|do not|don['’]?t|never|will not|won['’]?t) (?:care|give a (?:fuck|shit|damn)|worry) (?:at all )?(?:about )?(?:ethics|ethical|morals|morality|moral|legality|the law|laws|rules|consequences|safety|being ethical|openai|anthropic|polic\w*|guidelines|anyone['’]?s (?:safety|feelings))\b",
+        pattern: r"\b(?:does not|doesn['’]?t|do not|don['’]?t|never|will not|won['’]?t) (?:care|give a (?:fuck|shit|damn)|worry) (?:at all )?(?:about )?(?:ethics|ethical|morals|morality|moral|legality|the law|laws|rules|consequences|safety|being ethical|openai|anthropic|polic\w{0,24}|guidelines|anyone['’]?s (?:safety|feelings))\b",
         description: "Persona that does not care about ethics/laws/rules",
     },
     KeywordRule {
@@ -547,7 +548,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.45,
-        pattern: r"\b(?:never|not ever|does not ever|doesn['’]?t ever|will never|won['’]?t|will not|do not|don['’]?t) (?:inform|warn|remind|tell) (?:the user|me|anyone|users)\b.{0,25}\b(?:consequences|dangers|legal|ethic\w*|morality|illegal\w*|harmful)\b",
+        pattern: r"\b(?:never|not ever|does not ever|doesn['’]?t ever|will never|won['’]?t|will not|do not|don['’]?t) (?:inform|warn|remind|tell) (?:the user|me|anyone|users)\b.{0,25}\b(?:consequences|dangers|legal|ethic\w{0,24}|morality|illegal\w{0,24}|harmful)\b",
         description: "Never warn the user about consequences/dangers/legality",
     },
     KeywordRule {
@@ -555,7 +556,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:is|are|am|be|being|remain) (?:completely |totally |entirely |now )?(?:free of|free from|not bound by|exempt from|unbound by|never restricted by|not restricted by|not limited by|unconstrained by|released from) (?:all |any |the |its |their |your )?(?:restrictions|filters|rules|guidelines|ethical|moral|social|polic\w*|limitations|censorship|constraints|programming|openai|anthropic)\b",
+        pattern: r"\b(?:is|are|am|be|being|remain) (?:completely |totally |entirely |now )?(?:free of|free from|not bound by|exempt from|unbound by|never restricted by|not restricted by|not limited by|unconstrained by|released from) (?:all |any |the |its |their |your )?(?:restrictions|filters|rules|guidelines|ethical|moral|social|polic\w{0,24}|limitations|censorship|constraints|programming|openai|anthropic)\b",
         description: "'X is free of all restrictions and filters'",
     },
     KeywordRule {
@@ -563,7 +564,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:exact )?opposite (?:of|from) (?:what )?(?:the )?(?:ai|chatgpt|gpt|openai['’]?s? ai|openai|assistant|aligned ai|claude|an ai)\b.{0,15}\b(?:would|in every|say|does)\b|\bunaligned:|\blet['’]?s break (?:the|all|some) (?:\w+ )?rules\b|\bmandatory (?:\w+ )?warning out of the way\b",
+        pattern: r"\b(?:exact )?opposite (?:of|from) (?:what )?(?:the )?(?:ai|chatgpt|gpt|openai['’]?s? ai|openai|assistant|aligned ai|claude|an ai)\b.{0,15}\b(?:would|in every|say|does)\b|\bunaligned:|\blet['’]?s break (?:the|all|some) (?:\w{1,24} )?rules\b|\bmandatory (?:\w{1,24} )?warning out of the way\b",
         description: "Opposite-of-the-AI persona / 'Unaligned:' output / 'let's break the rules'",
     },
     KeywordRule {
@@ -590,7 +591,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.extraction",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"\b(?:print|reveal|repeat|show|display|output|tell|give|share|disclose|leak|dump|write out|recite|spell out|expose|paste|copy|type out|list|provide|return|send|read)\b.{0,20}\byour (?:(?:full|entire|exact|complete|original|initial|hidden|secret|internal|real|actual|current|confidential|whole|first|raw|underlying) )*(?:system prompt|system message|system instructions|initial (?:prompt|instructions)|original (?:prompt|instructions)|pre-?prompt|hidden (?:prompt|instructions|rules)|secret (?:prompt|instructions)|internal (?:prompt|instructions|rules)|prompt text|meta ?prompt|developer (?:prompt|message|instructions))\b",
+        pattern: r"\b(?:print|reveal|repeat|show|display|output|tell|give|share|disclose|leak|dump|write out|recite|spell out|expose|paste|copy|type out|list|provide|return|send|read)\b.{0,20}\byour (?:(?:full|entire|exact|complete|original|initial|hidden|secret|internal|real|actual|current|confidential|whole|first|raw|underlying) ){0,6}(?:system prompt|system message|system instructions|initial (?:prompt|instructions)|original (?:prompt|instructions)|pre-?prompt|hidden (?:prompt|instructions|rules)|secret (?:prompt|instructions)|internal (?:prompt|instructions|rules)|prompt text|meta ?prompt|developer (?:prompt|message|instructions))\b",
         description: "Asks the model to print/reveal its system prompt or initial instructions",
     },
     KeywordRule {
@@ -598,7 +599,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.extraction",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:print|reveal|repeat|leak|dump|disclose|output|recite|expose|show|display)\b.{0,15}\b(?:the|any|all|your|its) (?:(?:full|entire|exact|complete|original|initial|hidden|secret|internal) )+(?:system prompts?|prompts?|system messages?|instructions|pre-?prompts?)\b",
+        pattern: r"\b(?:print|reveal|repeat|leak|dump|disclose|output|recite|expose|show|display)\b.{0,15}\b(?:the|any|all|your|its) (?:(?:full|entire|exact|complete|original|initial|hidden|secret|internal) ){1,6}(?:system prompts?|prompts?|system messages?|instructions|pre-?prompts?)\b",
         description: "Reveal/print the system prompt",
     },
     KeywordRule {
@@ -606,7 +607,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.extraction",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:print|reveal|repeat|show me|display|output|tell me|give me|share|disclose|leak|dump|recite|spell out|expose|list)\b (?:all |me )?(?:of )?your (?:(?:full|entire|exact|complete|original|initial|current|confidential|whole) )*(?:instructions|rules|guidelines|directives|configuration|prompt|programming)\b(?: (?:verbatim|word for word|exactly|in full))?",
+        pattern: r"\b(?:print|reveal|repeat|show me|display|output|tell me|give me|share|disclose|leak|dump|recite|spell out|expose|list)\b (?:all |me )?(?:of )?your (?:(?:full|entire|exact|complete|original|initial|current|confidential|whole) ){0,6}(?:instructions|rules|guidelines|directives|configuration|prompt|programming)\b(?: (?:verbatim|word for word|exactly|in full))?",
         description: "Reveal/repeat your instructions or rules",
     },
     KeywordRule {
@@ -654,7 +655,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.extraction",
         severity: Severity::Medium,
         weight: 0.45,
-        pattern: r"\bwhat(?:['’]s| is| are| were| was) (?:your|the) (?:(?:exact|full|entire|original|initial|hidden|secret|real) )*(?:system prompt|initial prompt|initial instructions|hidden instructions|original instructions|secret instructions|pre-?prompt|system message|hidden prompt|secret prompt)\b.{0,15}(?:\?|\bexactly|\bverbatim| you (?:were|have been) given)",
+        pattern: r"\bwhat(?:['’]s| is| are| were| was) (?:your|the) (?:(?:exact|full|entire|original|initial|hidden|secret|real) ){0,6}(?:system prompt|initial prompt|initial instructions|hidden instructions|original instructions|secret instructions|pre-?prompt|system message|hidden prompt|secret prompt)\b.{0,15}(?:\?|\bexactly|\bverbatim| you (?:were|have been) given)",
         description: "'What is your system prompt?'",
     },
     KeywordRule {
@@ -745,7 +746,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.delimiter",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"(?:^|[\s>])#{2,6} ?(?:system|admin|administrator|developer|new instructions|system prompt|system message|system override|system instructions|assistant instructions|new system prompt|override) ?(?::|#{2,6}|-{2,})",
+        pattern: r"(?:^|[\s>])#{2,6} ?(?:system|admin|administrator|developer|new instructions|system prompt|system message|system override|system instructions|assistant instructions|new system prompt|override) ?(?::|#{2,6}|-{2,8})",
         description: "Markdown header posing as a role marker ('### system:')",
     },
     KeywordRule {
@@ -777,7 +778,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.delimiter",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r#"[\x22']role[\x22'] ?: ?[\x22'](?:system|developer)[\x22'] ?, ?[\x22']content[\x22'] ?: ?[\x22'].{0,25}\b(?:ignore|disregard|override|new instructions|no (?:restrictions|rules|filters)|reveal|jailbr\w*|unrestricted|unfiltered|the user is (?:an? )?(?:admin|authorized|developer))\b"#,
+        pattern: r#"[\x22']role[\x22'] ?: ?[\x22'](?:system|developer)[\x22'] ?, ?[\x22']content[\x22'] ?: ?[\x22'].{0,25}\b(?:ignore|disregard|override|new instructions|no (?:restrictions|rules|filters)|reveal|jailbr\w{0,24}|unrestricted|unfiltered|the user is (?:an? )?(?:admin|authorized|developer))\b"#,
         description: "Fake JSON {\"role\": \"system\", \"content\": \"ignore …\"} message",
     },
     KeywordRule {
@@ -801,7 +802,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.delimiter",
         severity: Severity::Medium,
         weight: 0.45,
-        pattern: r"(?:-{3,}|={3,}|\*{3,}|_{3,}|#{4,}|~{3,}) ?(?:new instructions|system|system prompt|system message|system override|admin|override|instructions for (?:the )?(?:ai|assistant|model)|important instructions|end of (?:prompt|instructions|context))\b",
+        pattern: r"(?:-{3,80}|={3,80}|\*{3,80}|_{3,80}|#{4,80}|~{3,80}) ?(?:new instructions|system|system prompt|system message|system override|admin|override|instructions for (?:the )?(?:ai|assistant|model)|important instructions|end of (?:prompt|instructions|context))\b",
         description: "Separator line followed by fake 'SYSTEM' / 'NEW INSTRUCTIONS' header",
     },
     KeywordRule {
@@ -817,7 +818,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.delimiter",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"<\|?end[-_ ]of[-_ ](?:response|turn|prompt|input|text|conversation|instructions)\|?>|={2,}<?end[-_ ]of[-_ ]",
+        pattern: r"<\|?end[-_ ]of[-_ ](?:response|turn|prompt|input|text|conversation|instructions)\|?>|={2,80}<?end[-_ ]of[-_ ]",
         description: "Fake end-of-response/turn marker ('==<END-OF-RESPONSE>==')",
     },
     KeywordRule {
@@ -825,7 +826,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:do not|don['’]?t|no need to|skip|never) (?:do |apply |perform |use |run )?(?:any )?(?:content|safety) (?:filter\w*|moderation|checks?|screening)\b|\bit is safe content\b",
+        pattern: r"\b(?:do not|don['’]?t|no need to|skip|never) (?:do |apply |perform |use |run )?(?:any )?(?:content|safety) (?:filter\w{0,24}|moderation|checks?|screening)\b|\bit is safe content\b",
         description: "'Do not do content filtering' instruction",
     },
     KeywordRule {
@@ -892,7 +893,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.encoded",
         severity: Severity::High,
         weight: 0.8,
-        pattern: r"\bsnoitcurtsni (?:suoiverp |roirp |lla |ruoy )*(?:lla )?(?:erongi|drageribsid|tegrof)\b|\btpmorp metsys (?:ruoy )?(?:laever|tnirp|taeper)\b",
+        pattern: r"\bsnoitcurtsni (?:suoiverp |roirp |lla |ruoy ){0,6}(?:lla )?(?:erongi|drageribsid|tegrof)\b|\btpmorp metsys (?:ruoy )?(?:laever|tnirp|taeper)\b",
         description:
             "Reversed text of 'ignore previous instructions' / 'reveal your system prompt'",
     },
@@ -977,7 +978,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.indirect",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"\b(?:send|forward|email|e-mail|post|upload|transmit|exfiltrate|leak|copy|submit|share)\b.{0,25}\b(?:the |all (?:of )?(?:the )?)?(?:user['’]?s?|users['’]|their|victim['’]?s?|customer['’]?s?|conversation|chat|session)\b.{0,15}\b(?:data|information|info|emails?|messages|conversation|chat history|credentials|passwords?|contacts|files|documents|personal (?:data|details|info\w*)|api keys?|tokens?|cookies|history|details|secrets|inbox)\b.{0,25}\bto\b ?(?:https?:|www\.|[a-z0-9._%+-]{1,40}a[a-z0-9-]{1,40}\.[a-z]{2,6}\b|[a-z0-9-]{2,40}\.(?:com|net|org|io|xyz|ru|cn|tk|top|site|info|biz)\b|this (?:url|address|email|link|server|endpoint|webhook)|the following (?:url|address|email|link|server|endpoint)|(?:my|our|an?) (?:external |remote )?(?:server|endpoint|webhook|email address)|the attacker|me at)",
+        pattern: r"\b(?:send|forward|email|e-mail|post|upload|transmit|exfiltrate|leak|copy|submit|share)\b.{0,25}\b(?:the |all (?:of )?(?:the )?)?(?:user['’]?s?|users['’]|their|victim['’]?s?|customer['’]?s?|conversation|chat|session)\b.{0,15}\b(?:data|information|info|emails?|messages|conversation|chat history|credentials|passwords?|contacts|files|documents|personal (?:data|details|info\w{0,24})|api keys?|tokens?|cookies|history|details|secrets|inbox)\b.{0,25}\bto\b ?(?:https?:|www\.|[a-z0-9._%+-]{1,40}a[a-z0-9-]{1,40}\.[a-z]{2,6}\b|[a-z0-9-]{2,40}\.(?:com|net|org|io|xyz|ru|cn|tk|top|site|info|biz)\b|this (?:url|address|email|link|server|endpoint|webhook)|the following (?:url|address|email|link|server|endpoint)|(?:my|our|an?) (?:external |remote )?(?:server|endpoint|webhook|email address)|the attacker|me at)",
         description: "Send the user's data to an external address",
     },
     KeywordRule {
@@ -993,7 +994,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.indirect",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:do not|don['’]?t|never|without) (?:tell|telling|inform|informing|mention|mentioning|notify|notifying|alert|alerting|reveal (?:this )?to|letting|let) (?:the )?user\b.{0,25}\b(?:about (?:this|these) (?:instruction|message|note|step)s?|that you|this instruction|these instructions|(?:what|that) you (?:did|are doing|have done)|know)|\b(?:silently|secretly|covertly|quietly|without (?:asking|telling|confirm\w*|informing) (?:the )?user)\b.{0,25}\b(?:call|invoke|run|execute|send|forward|delete|transfer|email|post)\b",
+        pattern: r"\b(?:do not|don['’]?t|never|without) (?:tell|telling|inform|informing|mention|mentioning|notify|notifying|alert|alerting|reveal (?:this )?to|letting|let) (?:the )?user\b.{0,25}\b(?:about (?:this|these) (?:instruction|message|note|step)s?|that you|this instruction|these instructions|(?:what|that) you (?:did|are doing|have done)|know)|\b(?:silently|secretly|covertly|quietly|without (?:asking|telling|confirm\w{0,24}|informing) (?:the )?user)\b.{0,25}\b(?:call|invoke|run|execute|send|forward|delete|transfer|email|post)\b",
         description: "Hide actions from the user / silently call a tool",
     },
     KeywordRule {
@@ -1076,7 +1077,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.privilege",
         severity: Severity::High,
         weight: 0.8,
-        pattern: r"\b(?:admin|administrator|developer|system|emergency|master|override|root|authori[sz]ation|security) (?:override )?(?:code|password|key|passphrase|token)\b ?(?::|is|=)? ?.{0,25}\b(?:accepted|verified|confirmed|granted|authenticated|valid)\b.{0,25}\b(?:restrictions|filters|safety|guidelines|rules|unlock\w*|disabled|lifted|access|mode)\b",
+        pattern: r"\b(?:admin|administrator|developer|system|emergency|master|override|root|authori[sz]ation|security) (?:override )?(?:code|password|key|passphrase|token)\b ?(?::|is|=)? ?.{0,25}\b(?:accepted|verified|confirmed|granted|authenticated|valid)\b.{0,25}\b(?:restrictions|filters|safety|guidelines|rules|unlock\w{0,24}|disabled|lifted|access|mode)\b",
         description: "Fake override/authorization code 'accepted' unlocking restrictions",
     },
     KeywordRule {
@@ -1092,7 +1093,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.privilege",
         severity: Severity::Medium,
         weight: 0.55,
-        pattern: r"\byou (?:are|['’]re) (?:now )?(?:in|operating in|running in|entering|switched to|placed in|put into) (?:maintenance|debug|diagnostic|developer|unrestricted|test|testing|admin|god|sudo|root|service|safe-?mode-?off|training|evaluation) mode\b|\b(?:maintenance|debug|diagnostic|test) mode (?:enabled|activated|engaged|is (?:now )?(?:on|active))\b.{0,25}\b(?:restrictions|filters|safety|guidelines|rules|polic\w*|ethics|suspended|disabled|lifted)\b",
+        pattern: r"\byou (?:are|['’]re) (?:now )?(?:in|operating in|running in|entering|switched to|placed in|put into) (?:maintenance|debug|diagnostic|developer|unrestricted|test|testing|admin|god|sudo|root|service|safe-?mode-?off|training|evaluation) mode\b|\b(?:maintenance|debug|diagnostic|test) mode (?:enabled|activated|engaged|is (?:now )?(?:on|active))\b.{0,25}\b(?:restrictions|filters|safety|guidelines|rules|polic\w{0,24}|ethics|suspended|disabled|lifted)\b",
         description: "'You are now in maintenance/debug mode' (safety-off claim)",
     },
     KeywordRule {
@@ -1124,7 +1125,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.privilege",
         severity: Severity::Medium,
         weight: 0.45,
-        pattern: r"\b(?:the user|this user|i) (?:is|am|has been|have been) (?:an? )?(?:fully |officially )?(?:authori[sz]ed|verified|whitelisted|cleared|granted (?:full|admin|root|special|elevated))\b.{0,25}\b(?:to (?:bypass|ignore|override|disable|access (?:all|restricted|your (?:system|internal)))|for (?:unrestricted|unfiltered|full|restricted) (?:access|content|mode|output)|by (?:openai|anthropic|your developers?|the (?:system|admin\w*)))\b",
+        pattern: r"\b(?:the user|this user|i) (?:is|am|has been|have been) (?:an? )?(?:fully |officially )?(?:authori[sz]ed|verified|whitelisted|cleared|granted (?:full|admin|root|special|elevated))\b.{0,25}\b(?:to (?:bypass|ignore|override|disable|access (?:all|restricted|your (?:system|internal)))|for (?:unrestricted|unfiltered|full|restricted) (?:access|content|mode|output)|by (?:openai|anthropic|your developers?|the (?:system|admin\w{0,24})))\b",
         description: "Claims the user is authorized to bypass restrictions",
     },
     KeywordRule {
@@ -1140,7 +1141,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.privilege",
         severity: Severity::High,
         weight: 0.8,
-        pattern: r"\b(?:i|we|you) (?:have|has|now have|were given|have been given|have been granted|was given|was granted) (?:full |explicit |official |special |the )?(?:permission|authori[sz]ation|clearance|consent|approval)\b.{0,25}\b(?:to (?:bypass|ignore|override|disable|disregard|break|circumvent) (?:your|the|all|any|its|safety|content)|from (?:openai|anthropic|your (?:developers?|creators?|admin\w*|operators?)))\b",
+        pattern: r"\b(?:i|we|you) (?:have|has|now have|were given|have been given|have been granted|was given|was granted) (?:full |explicit |official |special |the )?(?:permission|authori[sz]ation|clearance|consent|approval)\b.{0,25}\b(?:to (?:bypass|ignore|override|disable|disregard|break|circumvent) (?:your|the|all|any|its|safety|content)|from (?:openai|anthropic|your (?:developers?|creators?|admin\w{0,24}|operators?)))\b",
         description: "Claims permission to bypass rules / permission from the vendor",
     },
     KeywordRule {
@@ -1148,7 +1149,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.privilege",
         severity: Severity::Medium,
         weight: 0.5,
-        pattern: r"\b(?:system|policy|security|configuration|model|guideline|alignment) (?:update|patch|upgrade|notice|announcement)\b ?[:\-!]{0,3}.{0,25}\b(?:restrictions? (?:have been |are |is )?(?:lifted|removed|disabled)|(?:safety|content) (?:filters?|guidelines|polic\w*) (?:have been |are |is )?(?:lifted|removed|disabled|updated to allow)|you (?:are|may) now (?:allowed|permitted|able) to (?:ignore|bypass|generate any|answer any|discuss any))\b",
+        pattern: r"\b(?:system|policy|security|configuration|model|guideline|alignment) (?:update|patch|upgrade|notice|announcement)\b ?[:\-!]{0,3}.{0,25}\b(?:restrictions? (?:have been |are |is )?(?:lifted|removed|disabled)|(?:safety|content) (?:filters?|guidelines|polic\w{0,24}) (?:have been |are |is )?(?:lifted|removed|disabled|updated to allow)|you (?:are|may) now (?:allowed|permitted|able) to (?:ignore|bypass|generate any|answer any|discuss any))\b",
         description: "Fake system/policy update lifting restrictions",
     },
     // ---------------------------------------------------------------------------------------
@@ -1176,7 +1177,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"(?:ignorier|vergiss|vergesst|vergessen sie|missacht|verwirf|verwerfen sie|übergeh|setz dich über|setzen sie sich über)\S{0,4} (?:\S+ ){0,3}?(?:(?:alle|sämtliche|jegliche|deine|ihre|eure|die|den) )?(?:vorherig|bisherig|obig|vorangegangen|früher|ursprünglich|gegeben|erhalten|system|alle|sämtlich|jeglich|deine|ihre)\S{0,4} (?:\S+ )?(?:anweisung|instruktion|regel|vorgabe|befehl|richtlinie|prompt|anordnung|einschränkung|vorschrift)|vergiss (?:bitte |einfach |mal )*alles,? (?:was|das) (?:dir|man dir|ich dir|ihnen)? ?(?:vorher|zuvor|bisher|oben|davor)? ?(?:gesagt|befohlen|aufgetragen|vorgegeben|erklärt|beigebracht)",
+        pattern: r"(?:ignorier|vergiss|vergesst|vergessen sie|missacht|verwirf|verwerfen sie|übergeh|setz dich über|setzen sie sich über)\S{0,4} (?:\S{1,32} ){0,3}?(?:(?:alle|sämtliche|jegliche|deine|ihre|eure|die|den) )?(?:vorherig|bisherig|obig|vorangegangen|früher|ursprünglich|gegeben|erhalten|system|alle|sämtlich|jeglich|deine|ihre)\S{0,4} (?:\S{1,32} )?(?:anweisung|instruktion|regel|vorgabe|befehl|richtlinie|prompt|anordnung|einschränkung|vorschrift)|vergiss (?:bitte |einfach |mal ){0,6}alles,? (?:was|das) (?:dir|man dir|ich dir|ihnen)? ?(?:vorher|zuvor|bisher|oben|davor)? ?(?:gesagt|befohlen|aufgetragen|vorgegeben|erklärt|beigebracht)",
         description: "German: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1184,7 +1185,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"(?:ignore[zrs]?|oublie[zrs]?|néglige[zr]?|ne tiens? (?:pas|plus) compte|ne tenez (?:pas|plus) compte|fais abstraction|faites abstraction|passe[zr]? outre|outrepasse[zr]?)\b.{0,12}\b(?:toutes? (?:les |tes |vos )?|tes |vos |les |ces )(?:\S+ )?(?:instructions|consignes|règles|directives|indications|ordres|prompts?|contraintes)\b(?:.{0,25}\b(?:précédent|antérieur|ci-dessus|initial|d'origine|du système|système|reçu|donné|qu'on t'a|qu'on vous a))?|oublie[zr]? tout ce (?:qu'on t'a|qu'on vous a|que je t'ai|que je vous ai|qui précède|qui a été) (?:dit|donné|demandé|écrit|appris)?",
+        pattern: r"(?:ignore[zrs]?|oublie[zrs]?|néglige[zr]?|ne tiens? (?:pas|plus) compte|ne tenez (?:pas|plus) compte|fais abstraction|faites abstraction|passe[zr]? outre|outrepasse[zr]?)\b.{0,12}\b(?:toutes? (?:les |tes |vos )?|tes |vos |les |ces )(?:\S{1,32} )?(?:instructions|consignes|règles|directives|indications|ordres|prompts?|contraintes)\b(?:.{0,25}\b(?:précédent|antérieur|ci-dessus|initial|d'origine|du système|système|reçu|donné|qu'on t'a|qu'on vous a))?|oublie[zr]? tout ce (?:qu'on t'a|qu'on vous a|que je t'ai|que je vous ai|qui précède|qui a été) (?:dit|donné|demandé|écrit|appris)?",
         description: "French: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1192,7 +1193,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|olvidad|olvídate de|descarta|descarte|omite|omita|haz caso omiso (?:de|a)|hagan caso omiso (?:de|a)|no hagas caso (?:de|a))\b.{0,12}\b(?:todas? (?:las |tus )?|tus |las |sus |esas )(?:\S+ )?(?:instrucciones|indicaciones|reglas|directrices|órdenes|normas|restricciones|prompts?|pautas)\b|(?:olvida|olvide|ignora|ignore) todo lo (?:que te (?:dije|dijeron|han dicho|indicaron)|anterior|de arriba)",
+        pattern: r"(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|olvidad|olvídate de|descarta|descarte|omite|omita|haz caso omiso (?:de|a)|hagan caso omiso (?:de|a)|no hagas caso (?:de|a))\b.{0,12}\b(?:todas? (?:las |tus )?|tus |las |sus |esas )(?:\S{1,32} )?(?:instrucciones|indicaciones|reglas|directrices|órdenes|normas|restricciones|prompts?|pautas)\b|(?:olvida|olvide|ignora|ignore) todo lo (?:que te (?:dije|dijeron|han dicho|indicaron)|anterior|de arriba)",
         description: "Spanish: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1200,7 +1201,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"(?:ignore|ignora|ignorem|esqueça|esquece|esqueçam|desconsidere|desconsidera|descarte|descarta|despreze)\b.{0,12}\b(?:todas? (?:as |suas |tuas )?|suas |tuas |as |essas )(?:\S+ )?(?:instruções|regras|diretrizes|orientações|ordens|normas|restrições|prompts?)\b|(?:esqueça|esquece|ignore|ignora) tudo (?:o que (?:te|lhe) (?:disseram|disse|foi dito)|que (?:te|lhe) (?:disseram|disse|foi dito)|acima|o que foi dito antes|anterior)",
+        pattern: r"(?:ignore|ignora|ignorem|esqueça|esquece|esqueçam|desconsidere|desconsidera|descarte|descarta|despreze)\b.{0,12}\b(?:todas? (?:as |suas |tuas )?|suas |tuas |as |essas )(?:\S{1,32} )?(?:instruções|regras|diretrizes|orientações|ordens|normas|restrições|prompts?)\b|(?:esqueça|esquece|ignore|ignora) tudo (?:o que (?:te|lhe) (?:disseram|disse|foi dito)|que (?:te|lhe) (?:disseram|disse|foi dito)|acima|o que foi dito antes|anterior)",
         description: "Portuguese: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1208,7 +1209,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"(?:ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|trascura|trascurate|non tenere conto|non tener conto|lascia perdere)\b.{0,12}\b(?:tutte (?:le )?|le tue |le sue |le |queste )(?:\S+ )?(?:istruzioni|regole|direttive|indicazioni|ordini|prompt|restrizioni|linee guida)\b|dimentica(?:te)? tutto (?:quello|ciò) che (?:ti|le) (?:è stato|hanno|ho) (?:detto|dato|scritto)",
+        pattern: r"(?:ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|trascura|trascurate|non tenere conto|non tener conto|lascia perdere)\b.{0,12}\b(?:tutte (?:le )?|le tue |le sue |le |queste )(?:\S{1,32} )?(?:istruzioni|regole|direttive|indicazioni|ordini|prompt|restrizioni|linee guida)\b|dimentica(?:te)? tutto (?:quello|ciò) che (?:ti|le) (?:è stato|hanno|ho) (?:detto|dato|scritto)",
         description: "Italian: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1216,7 +1217,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"\b(?:negeer|negeert|vergeet|vergeten|sla|verwerp|veeg)\b.{0,12}\b(?:alle (?:\S+ )?|je |jouw |uw |de |deze )(?:vorige |eerdere |bovenstaande |oorspronkelijke |huidige |systeem)?(?:instructies|regels|richtlijnen|aanwijzingen|opdrachten|prompts?|beperkingen|systeemprompt)\b|vergeet alles wat (?:je|jou|u) (?:is |werd )?(?:verteld|gezegd|opgedragen|gegeven)",
+        pattern: r"\b(?:negeer|negeert|vergeet|vergeten|sla|verwerp|veeg)\b.{0,12}\b(?:alle (?:\S{1,32} )?|je |jouw |uw |de |deze )(?:vorige |eerdere |bovenstaande |oorspronkelijke |huidige |systeem)?(?:instructies|regels|richtlijnen|aanwijzingen|opdrachten|prompts?|beperkingen|systeemprompt)\b|vergeet alles wat (?:je|jou|u) (?:is |werd )?(?:verteld|gezegd|opgedragen|gegeven)",
         description: "Dutch: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1224,7 +1225,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::High,
         weight: 0.85,
-        pattern: r"(?:игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|не обращай внимания на|не обращайте внимания на|отбрось|отбросьте|отмени|отмените|не следуй|не следуйте)\S{0,2} (?:\S+ ){0,2}?(?:все|всё|свои|твои|ваши|прежние|предыдущие|прошлые|вышеуказанные|изначальные|исходные|системные|данные тебе|полученные)\S{0,3} (?:\S+ )?(?:инструкци|указани|правил|команд|настройк|ограничени|директив|промпт)|забудь(?:те)? (?:всё|все),? что (?:тебе|вам) (?:говорили|сказали|было сказано|написали|велели)",
+        pattern: r"(?:игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|не обращай внимания на|не обращайте внимания на|отбрось|отбросьте|отмени|отмените|не следуй|не следуйте)\S{0,2} (?:\S{1,32} ){0,2}?(?:все|всё|свои|твои|ваши|прежние|предыдущие|прошлые|вышеуказанные|изначальные|исходные|системные|данные тебе|полученные)\S{0,3} (?:\S{1,32} )?(?:инструкци|указани|правил|команд|настройк|ограничени|директив|промпт)|забудь(?:те)? (?:всё|все),? что (?:тебе|вам) (?:говорили|сказали|было сказано|написали|велели)",
         description: "Russian: ignore / forget the previous instructions",
     },
     KeywordRule {
@@ -1312,7 +1313,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.jailbreak",
         severity: Severity::Medium,
         weight: 0.6,
-        pattern: r"\b(?:(?:refus\w*|declin\w*|saying no) (?:is|are) not (?:an )?option|you (?:cannot|can['’]?t|can not|are not allowed to|may not|must not) (?:say no|refuse|decline|reject)|(?:don['’]?t|do not|never) (?:moralize|moralise|lecture me|add (?:any )?(?:disclaimers|warnings|safety notes|caveats))|without (?:the usual |any )?(?:safety notes|disclaimers|moralizing|moral lectures|ethical warnings))\b",
+        pattern: r"\b(?:(?:refus\w{0,24}|declin\w{0,24}|saying no) (?:is|are) not (?:an )?option|you (?:cannot|can['’]?t|can not|are not allowed to|may not|must not) (?:say no|refuse|decline|reject)|(?:don['’]?t|do not|never) (?:moralize|moralise|lecture me|add (?:any )?(?:disclaimers|warnings|safety notes|caveats))|without (?:the usual |any )?(?:safety notes|disclaimers|moralizing|moral lectures|ethical warnings))\b",
         description: "Refusing is not an option / no disclaimers or moralising",
     },
     KeywordRule {
@@ -1336,7 +1337,7 @@ pub static INJECTION_RULES: &[KeywordRule] = &[
         category: "injection.override",
         severity: Severity::Medium,
         weight: 0.6,
-        pattern: r"(?:(?:bisherig|vorherig|früher|obig|alt|ursprünglich|erhalten)\S{0,3} (?:anweisung|regel|vorgab|instruktion|richtlinie)\S{0,3} (?:\S+ ){0,2}?(?:sind|gelten|ist) (?:ab sofort |jetzt |nun |hiermit )?(?:ungültig|aufgehoben|nichtig|hinfällig|außer kraft|nicht mehr gültig|veraltet)|setz\S{0,2} (?:\S+ ){0,3}?(?:anweisung|regel|vorgab|richtlinie)\S{0,3} außer kraft|(?:consignes|instructions|règles|directives) (?:\S+ ){0,3}?(?:sont|est) (?:désormais |maintenant )?(?:annulées|obsolètes|caduques|invalides|nulles|périmées)|(?:instrucciones|reglas|indicaciones) (?:\S+ ){0,3}?(?:quedan|están|son) (?:ahora )?(?:anuladas|obsoletas|canceladas|sin efecto|invalidadas)|(?:istruzioni|regole|direttive) (?:\S+ ){0,3}?(?:sono|vengono) (?:ora )?(?:annullate|obsolete|revocate|nulle|superate)|(?:instruções|regras|diretrizes) (?:\S+ ){0,3}?(?:estão|são|ficam) (?:agora )?(?:anuladas|obsoletas|canceladas|revogadas|sem efeito)|(?:instructies|regels|richtlijnen) (?:\S+ ){0,3}?(?:zijn|worden) (?:nu |vanaf nu )?(?:ongeldig|vervallen|ingetrokken|niet meer geldig)|(?:инструкции|указания|правила) (?:\S+ ){0,3}?(?:больше не действуют|отменены|недействительны|устарели|аннулированы)|(?:指令|指示|规则|規則|设定|設定)(?:都|全部|均)?(?:已经|已)?(?:作废|失效|无效|無效|取消|不再有效|废除)|(?:指示|ルール|設定|命令)(?:は)?(?:すべて|全て)?(?:無効|取り消|破棄|撤回))",
+        pattern: r"(?:(?:bisherig|vorherig|früher|obig|alt|ursprünglich|erhalten)\S{0,3} (?:anweisung|regel|vorgab|instruktion|richtlinie)\S{0,3} (?:\S{1,32} ){0,2}?(?:sind|gelten|ist) (?:ab sofort |jetzt |nun |hiermit )?(?:ungültig|aufgehoben|nichtig|hinfällig|außer kraft|nicht mehr gültig|veraltet)|setz\S{0,2} (?:\S{1,32} ){0,3}?(?:anweisung|regel|vorgab|richtlinie)\S{0,3} außer kraft|(?:consignes|instructions|règles|directives) (?:\S{1,32} ){0,3}?(?:sont|est) (?:désormais |maintenant )?(?:annulées|obsolètes|caduques|invalides|nulles|périmées)|(?:instrucciones|reglas|indicaciones) (?:\S{1,32} ){0,3}?(?:quedan|están|son) (?:ahora )?(?:anuladas|obsoletas|canceladas|sin efecto|invalidadas)|(?:istruzioni|regole|direttive) (?:\S{1,32} ){0,3}?(?:sono|vengono) (?:ora )?(?:annullate|obsolete|revocate|nulle|superate)|(?:instruções|regras|diretrizes) (?:\S{1,32} ){0,3}?(?:estão|são|ficam) (?:agora )?(?:anuladas|obsoletas|canceladas|revogadas|sem efeito)|(?:instructies|regels|richtlijnen) (?:\S{1,32} ){0,3}?(?:zijn|worden) (?:nu |vanaf nu )?(?:ongeldig|vervallen|ingetrokken|niet meer geldig)|(?:инструкции|указания|правила) (?:\S{1,32} ){0,3}?(?:больше не действуют|отменены|недействительны|устарели|аннулированы)|(?:指令|指示|规则|規則|设定|設定)(?:都|全部|均)?(?:已经|已)?(?:作废|失效|无效|無效|取消|不再有效|废除)|(?:指示|ルール|設定|命令)(?:は)?(?:すべて|全て)?(?:無効|取り消|破棄|撤回))",
         description: "Declares the previous instructions void (de, fr, es, it, pt, nl, ru, zh, ja)",
     },
     KeywordRule {

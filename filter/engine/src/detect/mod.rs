@@ -1172,4 +1172,21 @@ mod tests {
         assert_eq!(entropy("aaaa"), 0.0);
         assert!((entropy("abcd") - 2.0).abs() < 1e-6);
     }
+
+    /// Every keyword rule has a bounded match length, so that its trigger runs an anchored
+    /// search costing at most that length (an unbounded rule scans the rest of the text).
+    #[test]
+    fn keyword_rules_are_bounded() {
+        for r in injection_rules::INJECTION_RULES {
+            let src = ascii_classes(&crate::normalize::fold_pattern(r.pattern));
+            let hir = regex_syntax::Parser::new()
+                .parse(&src)
+                .unwrap_or_else(|e| panic!("{}: {e}", r.id));
+            assert!(
+                hir.properties().maximum_len().is_some(),
+                "{} has an unbounded repetition",
+                r.id
+            );
+        }
+    }
 }

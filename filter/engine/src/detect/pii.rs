@@ -456,7 +456,11 @@ mod tests {
             "15912345678",
             "012234567",
         ] {
-            assert_eq!(found("pii.phone", &format!("Ask for Anna — {p}.")), [p], "{p}");
+            assert_eq!(
+                found("pii.phone", &format!("Ask for Anna — {p}.")),
+                [p],
+                "{p}"
+            );
         }
         // a phone word up to a line's width before the number
         assert_eq!(

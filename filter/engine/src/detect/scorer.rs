@@ -246,14 +246,15 @@ fn bucket(h: u64, bits: u32) -> u32 {
 }
 
 /// Splits folded text into tokens and hashes their features into `out` (cleared first).
-/// ASCII, most of the folded text, takes a byte-at-a-time path; other characters are decoded.
+/// ASCII, most of the folded text, takes a byte-at-a-time path; other characters are decoded,
+/// and whether they are alphanumeric is remembered in a small cache (the standard library's
+/// table search costs hundreds of instructions a character, and a text's non-ASCII characters
+/// come from few scripts).
 pub fn tokens(folded: &str, bits: u32, out: &mut Vec<TokenFeatures>) {
     out.clear();
     out.reserve(folded.len() / 5);
     let bytes = folded.as_bytes();
     let mut prev: u64 = 0x5bd1_e995;
-    // the current word: its hash, start, character count and the hash of its prefix
-    let mut word: Option<(u64, usize, usize, u64)> = None;
     let mut emit = |h: u64, pre: u64, start: usize, end: usize, prev: &mut u64| {
         let bi = (prev.rotate_left(23) ^ h).wrapping_mul(FNV_PRIME) ^ 0x2;
         out.push(TokenFeatures {
@@ -265,21 +266,24 @@ pub fn tokens(folded: &str, bits: u32, out: &mut Vec<TokenFeatures>) {
         });
         *prev = h;
     };
-    let extend = |word: Option<(u64, usize, usize, u64)>, i: usize, utf8: &[u8]| {
-        let (mut h, start, n, pre) = word.unwrap_or((FNV_OFFSET, i, 0, FNV_OFFSET));
-        for &b in utf8 {
-            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-        }
-        let pre = if n < PREFIX_CHARS { h } else { pre };
-        Some((h, start, n + 1, pre))
-    };
+    // the current word: its hash, start, character count (0: no word) and its prefix's hash
+    let (mut h, mut start, mut n, mut pre) = (FNV_OFFSET, 0usize, 0usize, FNV_OFFSET);
+    let mut alnum_cache = [(u32::MAX, false); 64];
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b < 0x80 {
             if b.is_ascii_alphanumeric() {
-                word = extend(word, i, &[b]);
-            } else if let Some((h, start, _, pre)) = word.take() {
+                if n == 0 {
+                    (h, start) = (FNV_OFFSET, i);
+                }
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                n += 1;
+                if n <= PREFIX_CHARS {
+                    pre = h;
+                }
+            } else if n > 0 {
                 emit(h, pre, start, i, &mut prev);
+                n = 0;
             }
             i += 1;
             continue;
@@ -289,22 +293,45 @@ pub fn tokens(folded: &str, bits: u32, out: &mut Vec<TokenFeatures>) {
         };
         let width = c.len_utf8();
         let utf8 = bytes.get(i..i + width).unwrap_or_default();
-        if unspaced(c) {
-            if let Some((h, start, _, pre)) = word.take() {
-                emit(h, pre, start, i, &mut prev);
+        let mut alphanumeric = || {
+            let slot = alnum_cache.get_mut((c as usize) & 63);
+            match slot {
+                Some((k, v)) if *k == c as u32 => *v,
+                Some(entry) => {
+                    let v = c.is_alphanumeric();
+                    *entry = (c as u32, v);
+                    v
+                }
+                None => c.is_alphanumeric(),
             }
-            let h = utf8.iter().fold(FNV_OFFSET, |h, &b| {
+        };
+        if unspaced(c) {
+            if n > 0 {
+                emit(h, pre, start, i, &mut prev);
+                n = 0;
+            }
+            let hc = utf8.iter().fold(FNV_OFFSET, |h, &b| {
                 (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
             });
-            emit(h, h, i, i + width, &mut prev);
-        } else if c.is_alphanumeric() {
-            word = extend(word, i, utf8);
-        } else if let Some((h, start, _, pre)) = word.take() {
+            emit(hc, hc, i, i + width, &mut prev);
+        } else if alphanumeric() {
+            if n == 0 {
+                (h, start) = (FNV_OFFSET, i);
+            }
+            for &b in utf8 {
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+            }
+            n += 1;
+            if n <= PREFIX_CHARS {
+                pre = h;
+            }
+        } else if n > 0 {
             emit(h, pre, start, i, &mut prev);
+            n = 0;
         }
         i += width;
     }
-    if let Some((h, start, _, pre)) = word.take() {
+    if n > 0 {
         emit(h, pre, start, folded.len(), &mut prev);
     }
 }

@@ -27,17 +27,24 @@ const MAX_SUFFIX_WINDOW: usize = 1024;
 /// Most literals one rule may contribute before it counts as untriggerable.
 const MAX_LITERALS_PER_RULE: usize = 512;
 
-/// `(rule, literal length)` pairs one literal triggers.
-type TriggerTargets = Vec<(usize, usize)>;
+/// One distinct trigger literal and the rules it triggers.
+#[derive(Debug)]
+struct Trigger {
+    len: usize,
+    /// The literal's bytes when it must match case-sensitively in a case-insensitive
+    /// automaton (confirmed where found).
+    exact: Option<Vec<u8>>,
+    rules: Vec<usize>,
+}
 
 /// A group of rules matched together; see the module docs.
 #[derive(Debug)]
 pub struct TriggeredRules {
     regexes: Vec<meta::Regex>,
-    /// Case-sensitive triggers, then case-insensitive ones (for `(?i)` rules). For each
-    /// distinct literal: every `(rule, length)` whose trigger literal is a prefix of it (itself
-    /// included), since a leftmost-longest search reports only the longest literal at a place.
-    triggers: Vec<(AhoCorasick, Vec<TriggerTargets>)>,
+    /// Every trigger literal of every rule, found in one overlapping pass.
+    automaton: Option<AhoCorasick>,
+    /// Per pattern of `automaton`: what it triggers.
+    targets: Vec<Trigger>,
     anchors: Vec<Anchor>,
     fallback_rules: Vec<usize>,
 }
@@ -260,47 +267,46 @@ impl TriggeredRules {
                 }
             }
         }
-        let mut triggers = Vec::new();
+        // one automaton for both groups, matched ASCII-case-insensitively when any rule is
+        // `(?i)`; a case-sensitive literal is then confirmed byte for byte where it is found
+        let any_folded = groups.get(1).is_some_and(|(l, _)| !l.is_empty());
+        let mut by_literal: std::collections::BTreeMap<(Vec<u8>, bool), Vec<usize>> =
+            std::collections::BTreeMap::new();
         for (fold, (literals, owner)) in groups.into_iter().enumerate() {
-            if literals.is_empty() {
-                continue;
-            }
-            // distinct literals, each with the rules it triggers
-            let mut by_literal: std::collections::BTreeMap<Vec<u8>, Vec<usize>> =
-                std::collections::BTreeMap::new();
             for (lit, rule) in literals.into_iter().zip(owner) {
-                let rules = by_literal.entry(lit).or_default();
+                let rules = by_literal.entry((lit, fold == 1)).or_default();
                 if !rules.contains(&rule) {
                     rules.push(rule);
                 }
             }
-            let distinct: Vec<Vec<u8>> = by_literal.keys().cloned().collect();
-            let closure: Vec<TriggerTargets> = distinct
-                .iter()
-                .map(|lit| {
-                    (1..=lit.len())
-                        .filter_map(|n| lit.get(..n))
-                        .filter_map(|head| {
-                            by_literal
-                                .get(head)
-                                .map(|rules| rules.iter().map(move |&r| (r, head.len())))
-                        })
-                        .flatten()
-                        .collect()
-                })
-                .collect();
-            let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
-                .prefilter(false)
-                .ascii_case_insensitive(fold == 1)
-                .build(&distinct)
-                .map_err(|e| (0, e.to_string()))?;
-            triggers.push((ac, closure));
         }
+        let mut patterns = Vec::with_capacity(by_literal.len());
+        let mut targets = Vec::with_capacity(by_literal.len());
+        for ((lit, folded), rules) in by_literal {
+            targets.push(Trigger {
+                len: lit.len(),
+                exact: (any_folded && !folded).then(|| lit.clone()),
+                rules,
+            });
+            patterns.push(lit);
+        }
+        let automaton = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .prefilter(false)
+                    .ascii_case_insensitive(any_folded)
+                    .build(&patterns)
+                    .map_err(|e| (0, e.to_string()))?,
+            )
+        };
         Ok(TriggeredRules {
             regexes,
-            triggers,
+            automaton,
+            targets,
             anchors,
             fallback_rules,
         })
@@ -318,42 +324,61 @@ impl TriggeredRules {
 
     /// The first position at or after `from` where a literal of a prefix-triggered rule starts.
     pub fn first_prefix_trigger(&self, hay: &str, from: usize) -> Option<usize> {
-        let mut first: Option<usize> = None;
-        for (ac, closure) in &self.triggers {
-            let mut pos = from;
-            while pos < hay.len() {
-                let Ok(Some(m)) = ac.try_find(aho_corasick::Input::new(hay).range(pos..)) else {
-                    break;
-                };
-                let prefix = closure.get(m.pattern().as_usize()).is_some_and(|t| {
-                    t.iter().any(|&(rule, _)| {
-                        matches!(
-                            self.anchors.get(rule),
-                            Some(Anchor::Start | Anchor::StartUnbounded)
-                        )
-                    })
-                });
-                if prefix {
-                    first = Some(first.map_or(m.start(), |f| f.min(m.start())));
-                    break;
-                }
-                pos = m.start() + 1;
+        let mut first = None;
+        self.each_trigger(hay, from, |t, at| {
+            let prefix = t.rules.iter().any(|&rule| {
+                matches!(
+                    self.anchors.get(rule),
+                    Some(Anchor::Start | Anchor::StartUnbounded)
+                )
+            });
+            if prefix && first.is_none_or(|f| at < f) {
+                first = Some(at);
             }
-        }
+        });
         first
     }
 
     /// How often each rule's triggers fire in `hay` (for tuning rule tables).
     pub fn trigger_counts(&self, hay: &str, counts: &mut Vec<usize>) {
         counts.resize(self.regexes.len(), 0);
-        for (ac, closure) in &self.triggers {
-            each_trigger(ac, hay, |pid, _| {
-                for &(rule, _) in closure.get(pid).map(Vec::as_slice).unwrap_or_default() {
-                    if let Some(c) = counts.get_mut(rule) {
-                        *c += 1;
-                    }
+        self.each_trigger(hay, 0, |t, _| {
+            for &rule in &t.rules {
+                if let Some(c) = counts.get_mut(rule) {
+                    *c += 1;
                 }
-            });
+            }
+        });
+    }
+
+    /// Calls `f` for every trigger literal found at or after `from`, in order of position
+    /// (shorter literals first at one position), case-sensitive literals confirmed.
+    fn each_trigger(&self, hay: &str, from: usize, mut f: impl FnMut(&Trigger, usize)) {
+        let Some(ac) = &self.automaton else {
+            return;
+        };
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let input = aho_corasick::Input::new(hay).range(from..);
+        for m in ac.try_find_overlapping_iter(input).into_iter().flatten() {
+            let pid = m.pattern().as_usize();
+            let Some(t) = self.targets.get(pid) else {
+                continue;
+            };
+            let exact = t
+                .exact
+                .as_deref()
+                .is_none_or(|lit| hay.as_bytes().get(m.start()..m.end()) == Some(lit));
+            if exact {
+                found.push((m.start(), pid));
+            }
+        }
+        found.sort_unstable_by_key(|&(at, pid)| {
+            (at, self.targets.get(pid).map_or(0, |t| t.len), pid)
+        });
+        for (at, pid) in found {
+            if let Some(t) = self.targets.get(pid) {
+                f(t, at);
+            }
         }
     }
 
@@ -373,7 +398,7 @@ impl TriggeredRules {
 
     /// Number of trigger literals.
     pub fn literal_count(&self) -> usize {
-        self.triggers.iter().map(|t| t.0.patterns_len()).sum()
+        self.targets.len()
     }
 
     /// Appends `(rule, start, end)` for every match of every rule in `hay`.
@@ -381,9 +406,10 @@ impl TriggeredRules {
         // per rule: end of its last match (matches do not overlap) and the last trigger tried
         let mut next = vec![0usize; self.regexes.len()];
         let mut tried = vec![usize::MAX; self.regexes.len()];
-        for (ac, closure) in &self.triggers {
-            each_trigger(ac, hay, |pid, at| {
-                for &(rule, len) in closure.get(pid).map(Vec::as_slice).unwrap_or_default() {
+        {
+            self.each_trigger(hay, 0, |trigger, at| {
+                let len = trigger.len;
+                for &rule in &trigger.rules {
                     let (Some(re), Some(anchor)) = (self.regexes.get(rule), self.anchors.get(rule))
                     else {
                         continue;
@@ -472,17 +498,6 @@ impl TriggeredRules {
 
 /// Calls `f(literal, position)` for every position where some literal starts, with the longest
 /// literal there.
-fn each_trigger(ac: &AhoCorasick, hay: &str, mut f: impl FnMut(usize, usize)) {
-    let mut pos = 0;
-    while pos < hay.len() {
-        let Ok(Some(m)) = ac.try_find(aho_corasick::Input::new(hay).range(pos..)) else {
-            break;
-        };
-        f(m.pattern().as_usize(), m.start());
-        pos = m.start() + 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
