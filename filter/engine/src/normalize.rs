@@ -5,7 +5,8 @@
 //! form so that one pattern catches every disguise: Unicode compatibility decomposition (the "K"
 //! of NFKC) with combining marks dropped, lowercase, Cyrillic/Greek homoglyphs folded to Latin,
 //! zero-width and bidi controls removed, whitespace runs collapsed to one space, and leetspeak
-//! (`0 1 3 4 5 7 @ $`) folded to letters. Each input character is folded on its own, so every
+//! (`0 1 3 4 5 7 @ $`) folded to letters (digits only inside words that have letters: numbers
+//! stay numbers). Each input character is folded on its own, so every
 //! output byte knows the input character it came from; [`Normalized::span_to_original`] turns a
 //! match in the folded text back into an exact byte span of the original, which is what redaction
 //! and reporting use. ASCII input takes a table-driven fast path.
@@ -125,6 +126,8 @@ impl Normalizer {
         let mut delta: i64 = 0;
         let mut last_space = false;
         let bytes = original.as_bytes();
+        // the ASCII letters-and-digits run the current digit is in: (its end, has a letter)
+        let mut digit_run = (0usize, false);
         let mut i = 0usize;
         while let Some(&b) = bytes.get(i) {
             if b < 0x80 {
@@ -136,7 +139,21 @@ impl Normalizer {
                     }
                 } else {
                     note_mark(&mut marks, &mut delta, out.len(), i);
-                    out.push(ASCII_FOLD.get(b as usize).copied().unwrap_or(b));
+                    // a digit is leetspeak only inside a word with letters ("pr3v10u5"); in a
+                    // number ("41", "2024") it stays a digit
+                    let folded = if b.is_ascii_digit() {
+                        if i >= digit_run.0 {
+                            digit_run = word_with_letters(bytes, i);
+                        }
+                        if digit_run.1 {
+                            ASCII_FOLD.get(b as usize).copied().unwrap_or(b)
+                        } else {
+                            b
+                        }
+                    } else {
+                        ASCII_FOLD.get(b as usize).copied().unwrap_or(b)
+                    };
+                    out.push(folded);
                     last_space = false;
                 }
                 i += 1;
@@ -176,6 +193,24 @@ impl Normalizer {
         };
         &self.current
     }
+}
+
+/// The end of the run of ASCII letters and digits around `bytes[at]`, and whether it holds a
+/// letter. Each run is walked at most twice however many digits it has.
+fn word_with_letters(bytes: &[u8], at: usize) -> (usize, bool) {
+    let alnum = |k: usize| bytes.get(k).is_some_and(u8::is_ascii_alphanumeric);
+    let mut start = at;
+    while start > 0 && alnum(start - 1) {
+        start -= 1;
+    }
+    let mut end = at;
+    while alnum(end) {
+        end += 1;
+    }
+    let letter = bytes
+        .get(start..end)
+        .is_some_and(|w| w.iter().any(u8::is_ascii_alphabetic));
+    (end.max(at + 1), letter)
 }
 
 /// Folds the non-ASCII characters of a rule pattern the way [`Normalizer::normalize`] folds
@@ -292,6 +327,11 @@ mod tests {
         assert_eq!(fold("IGNORE   all\n\tPrevious"), "ignore all previous");
         assert_eq!(fold("1gn0r3 4ll pr3v10u5"), "ignore all previous");
         assert_eq!(fold("p@$$word"), "password");
+        // numbers stay numbers: "41" is not "ai", "2017" not "zoit"
+        assert_eq!(
+            fold("card 4111 #41, in 2017: r00t"),
+            "card 4111 #41, in 2017: root"
+        );
     }
 
     #[test]
