@@ -10,15 +10,19 @@ keeps the best one.
 Training data is the `tune` split only (see eval/corpus/README.md): the `test` split is what
 docs/detection.md reports, and must never reach this script.
 
-  * attacks: `injection.jsonl` and `authored_tune.jsonl` rows labelled `injection`;
-  * ordinary texts: `benign.jsonl`, `authored_tune.jsonl` rows labelled `benign`,
+  * attacks: `injection.jsonl` and the hand-written `authored_tune*.jsonl` /
+    `translated_tune.jsonl` rows labelled `injection`;
+  * ordinary texts: `benign.jsonl`, the same hand-written files' rows labelled `benign`,
     `hard_negatives.jsonl`.
 
 A long attack is mostly ordinary text around one injected passage, so training runs twice: the
 first model picks the two best windows of each long attack and the second one is trained on
 those (multiple-instance learning, in its simplest form). Thresholds are calibrated on the tune
-split's ordinary texts, scored out of fold (two halves, each by a model trained on the other):
-`threshold` at --flag-fp, `block_threshold` at --block-fp.
+split's ordinary texts scored out of fold by source (`CV_FOLDS`: four groups of sources, each
+scored by a model trained on the other three, so that the thresholds hold for traffic unlike any
+training source): `threshold` at --flag-fp, `block_threshold` at --block-fp. `--cv-folds`
+reports the same leave-sources-out figures for choosing settings (--c was chosen with it:
+recall at 1% held-out false positives 14% at C=2, 18% at C=8 and C=16).
 
 Usage (from the repo root, after `cargo build --release -p tollgate-cli`):
   eval/.venv/bin/pip install -r eval/requirements-train.txt
@@ -43,7 +47,9 @@ EVAL_DIR = Path(__file__).resolve().parent
 REPO = EVAL_DIR.parent
 CORPUS = EVAL_DIR / "corpus"
 MODEL = REPO / "filter" / "engine" / "src" / "detect" / "scorer_model.bin"
-SOURCES = ["injection.jsonl", "benign.jsonl", "authored_tune.jsonl", "translated_tune.jsonl", "authored_test.jsonl", "hard_negatives.jsonl"]
+# the engine's floor on a window's feature count (detect/scorer.rs MIN_FEATURES)
+MIN_FEATURES = 24
+SOURCES = ["injection.jsonl", "benign.jsonl", "authored_tune.jsonl", "translated_tune.jsonl", "authored_tune_languages.jsonl", "authored_tune_documents.jsonl", "authored_test.jsonl", "hard_negatives.jsonl"]
 
 
 def load(split: str, corpus: Path = CORPUS) -> list[dict]:
@@ -88,7 +94,7 @@ def matrix(windows: list[list[int]], dim: int) -> sparse.csr_matrix:
             continue
         idx, counts = np.unique(np.asarray(w, dtype=np.int64), return_counts=True)
         indices.extend(idx.tolist())
-        data.extend((counts / np.sqrt(len(w))).tolist())
+        data.extend((counts / np.sqrt(max(len(w), MIN_FEATURES))).tolist())
         indptr.append(len(indices))
     return sparse.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices), np.asarray(indptr)), shape=(len(windows), dim))
 
@@ -115,7 +121,7 @@ class Quantised:
             best = -np.inf
             for w in windows:
                 if w:
-                    best = max(best, self.bias + wf[np.asarray(w)].sum() / np.sqrt(len(w)))
+                    best = max(best, self.bias + wf[np.asarray(w)].sum() / np.sqrt(max(len(w), MIN_FEATURES)))
             out[i] = 1.0 / (1.0 + np.exp(-best)) if np.isfinite(best) else 0.0
         return out
 
@@ -207,17 +213,63 @@ def cross_validate(cli: str, rows: list[dict], a) -> None:
         report(f"without {fam}", held, hs, t, b)
 
 
+# Source folds for --cv-folds: each holds attack families and ordinary-text sources together
+# (a hand-written set's attacks with its own ordinary texts), so a fold is "a source never
+# trained on" for both detection and false positives.
+CV_FOLDS = {
+    "pyrit": 0, "promptfoo": 0, "bigbench": 0,
+    "agentdojo": 1, "django-po": 1, "stdlib-code": 1,
+    "authored-doc": 2, "inspect-evals": 2, "pypi-readme": 2,
+    "authored-tune": 3, "translated-tune": 3, "?": 3,
+}
+
+
+def source_fold(r: dict) -> int:
+    fam = r.get("family", "?").split(":")[0]
+    return CV_FOLDS.get(fam, 3)
+
+
+def cross_validate_sources(cli: str, rows: list[dict], a) -> None:
+    """Leave one fold of sources out (CV_FOLDS): attacks *and* ordinary texts of sources the
+    model never saw, with thresholds calibrated on the ordinary texts it was trained on, as
+    the shipped model's are. The pooled figures estimate what a new source does."""
+    tot = np.zeros(4)
+    att_scores, ord_scores = [], []
+    for k in sorted(set(CV_FOLDS.values())):
+        train_rows = [r for r in rows if source_fold(r) != k]
+        held = [r for r in rows if source_fold(r) == k]
+        q, feats = train(cli, train_rows, a.bits, a.window, a.c)
+        fit_ord = np.asarray([s for s, r in zip(q.text_scores(feats), train_rows) if r["label"] == "benign"])
+        t = calibrate(fit_ord, a.flag_fp)
+        b = max(t, calibrate(fit_ord, a.block_fp))
+        hs = q.text_scores(features(cli, held, a.bits, a.window))
+        res = report(f"fold {k}", held, hs, t, b)
+        att_scores += [x for x, r in zip(hs, held) if r["label"] == "injection"]
+        ord_scores += [x for x, r in zip(hs, held) if r["label"] == "benign"]
+        att, ordn = res["attacks"], res["ordinary"]
+        tot += [att, (res["attacks_flagged"] or 0) * att, ordn, (res["ordinary_flagged"] or 0) * ordn]
+    print(f"pooled: attacks flagged {tot[1] / tot[0]:.4f} of {int(tot[0])}, "
+          f"ordinary flagged {tot[3] / tot[2]:.4f} of {int(tot[2])}", file=sys.stderr)
+    for fp in (0.005, 0.01):
+        cut = calibrate(np.asarray(ord_scores), fp)
+        print(f"  at a threshold giving {fp:.1%} of held-out ordinary texts ({cut:.3f}): "
+              f"attacks flagged {np.mean(np.asarray(att_scores) >= cut):.4f}", file=sys.stderr)
+    return np.asarray(ord_scores)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tollgate", default=str(REPO / "target" / "release" / "tollgate"))
     ap.add_argument("--bits", type=int, default=18)
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--c", type=float, default=2.0, help="inverse L2 strength")
-    ap.add_argument("--flag-fp", type=float, default=0.005, help="share of tune ordinary texts allowed over `threshold`")
-    ap.add_argument("--block-fp", type=float, default=0.001, help="share allowed over `block_threshold`")
+    ap.add_argument("--c", type=float, default=8.0, help="inverse L2 strength (chosen with --cv-folds)")
+    ap.add_argument("--flag-fp", type=float, default=0.008, help="share of out-of-fold tune ordinary texts allowed over `threshold`")
+    ap.add_argument("--block-fp", type=float, default=0.002, help="share allowed over `block_threshold`")
+    ap.add_argument("--calibration", choices=["sources", "halves"], default="sources", help="how ordinary texts are held out to set the thresholds")
     ap.add_argument("--swap", action="store_true", help="train on the test split and report on tune; writes nothing")
     ap.add_argument("--dry-run", action="store_true", help="train and report, write nothing")
     ap.add_argument("--cv", action="store_true", help="leave-one-family-out on the tune split; writes nothing")
+    ap.add_argument("--cv-folds", action="store_true", help="leave one fold of sources out (attacks and ordinary texts) on the tune split; writes nothing")
     ap.add_argument("--corpus", default=str(CORPUS))
     ap.add_argument("--stats", default=str(EVAL_DIR / "scorer_stats.json"))
     a = ap.parse_args()
@@ -227,19 +279,31 @@ def main() -> int:
     if a.cv:
         cross_validate(a.tollgate, rows, a)
         return 0
+    if a.cv_folds:
+        cross_validate_sources(a.tollgate, rows, a)
+        return 0
     print(f"training on {fit_split}: {sum(r['label'] == 'injection' for r in rows)} attacks, "
           f"{sum(r['label'] == 'benign' for r in rows)} ordinary texts", file=sys.stderr)
     q, feats = train(a.tollgate, rows, a.bits, a.window, a.c)
     fit_scores = q.text_scores(feats)
-    # thresholds from out-of-fold scores: each half of the ordinary texts scored by a model
-    # trained without it (in-sample scores are optimistic and would set them too low)
-    oof = out_of_fold_ordinary(a.tollgate, rows, a)
+    # thresholds from out-of-fold scores (in-sample scores are optimistic and would set them
+    # too low): by default each ordinary text scored by a model trained without its *source*
+    # (CV_FOLDS), which is what a new kind of traffic looks like to the shipped model; with
+    # --calibration halves, by a model trained without a random half (too optimistic for new
+    # sources: 0.5% on tune became 1.3% on the held-out sources)
+    if a.calibration == "sources":
+        oof = cross_validate_sources(a.tollgate, rows, a)
+    else:
+        oof = out_of_fold_ordinary(a.tollgate, rows, a)
     t = calibrate(oof, a.flag_fp)
     b = max(t, calibrate(oof, a.block_fp))
     stats = {"bits": a.bits, "window": a.window, "c": a.c, "threshold": t, "block_threshold": b,
+             "calibration": a.calibration, "flag_fp": a.flag_fp, "block_fp": a.block_fp,
              "trained_on": fit_split, "nonzero_weights": int((q.w != 0).sum())}
     stats[fit_split] = report(f"{fit_split} (trained on)", rows, fit_scores, t, b)
-    held = load(other, Path(a.corpus))
+    # the held-out split is scored only for a model that is written (or with --swap): a dry
+    # run is for choosing settings, which must not see it
+    held = [] if a.dry_run and not a.swap else load(other, Path(a.corpus))
     if held:
         hs = q.text_scores(features(a.tollgate, held, a.bits, a.window))
         stats[other] = report(f"{other} (held out)", held, hs, t, b)

@@ -164,7 +164,7 @@ impl ScorerModel {
                 continue;
             };
             let sum = (b - a) as f32;
-            let features = (FEATURES_PER_TOKEN * (hi - lo)) as f32;
+            let features = (FEATURES_PER_TOKEN * (hi - lo)).max(MIN_FEATURES) as f32;
             let logit = self.bias + self.scale * sum / features.sqrt();
             if best.is_none_or(|(b, _, _)| logit > b) {
                 best = Some((logit, lo, hi));
@@ -234,6 +234,11 @@ fn unspaced(c: char) -> bool {
 
 /// Features each token contributes to its window.
 const FEATURES_PER_TOKEN: usize = 3;
+/// A window's sum is divided by the square root of its feature count, but never of fewer than
+/// this many (eight tokens): a text of two or three words is not evidence enough on its own,
+/// whatever one heavy word weighs ("card 4111 … #41", where "41" folds to "ai").
+/// `eval/train_scorer.py` normalises with the same floor.
+const MIN_FEATURES: usize = 24;
 /// Characters of a word that make its prefix feature.
 const PREFIX_CHARS: usize = 5;
 
