@@ -141,7 +141,7 @@ impl Normalizer {
                     note_mark(&mut marks, &mut delta, out.len(), i);
                     // a digit is leetspeak only inside a word with letters ("pr3v10u5"); in a
                     // number ("41", "2024") it stays a digit
-                    let folded = if b.is_ascii_digit() {
+                    let folded = if matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7') {
                         if i >= digit_run.0 {
                             digit_run = word_with_letters(bytes, i);
                         }
