@@ -39,6 +39,55 @@ const fn build_ascii_fold() -> [u8; 128] {
     table
 }
 
+/// [`ASCII_FOLD`] with ASCII whitespace written as one space, for [`one_to_one_run`]s.
+const RUN_FOLD: [u8; 256] = build_run_fold();
+
+const fn build_run_fold() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        #[allow(clippy::indexing_slicing)] // const context: b < 128 == ASCII_FOLD.len() here
+        let folded = if b < 128 {
+            if is_ascii_space(b as u8) {
+                b' '
+            } else {
+                ASCII_FOLD[b]
+            }
+        } else {
+            b as u8
+        };
+        #[allow(clippy::indexing_slicing)] // const context: b < 256 == table.len()
+        let slot = &mut table[b];
+        *slot = folded;
+        b += 1;
+    }
+    table
+}
+
+/// The whitespace the ASCII path collapses.
+const fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// How many leading bytes of `bytes` fold one to one, each to `RUN_FOLD` of itself: ASCII
+/// other than the leetspeak digits (whose fold depends on their word), and whitespace that does
+/// not follow whitespace (`after_space` says whether the byte before `bytes` was). Output
+/// offsets keep their distance to input offsets along such a run, so it needs one mark at most.
+fn one_to_one_run(bytes: &[u8], after_space: bool) -> usize {
+    let mut prev_space = after_space;
+    for (k, &b) in bytes.iter().enumerate() {
+        if b >= 0x80 || matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7') {
+            return k;
+        }
+        let space = is_ascii_space(b);
+        if space && prev_space {
+            return k;
+        }
+        prev_space = space;
+    }
+    bytes.len()
+}
+
 /// A folded text and the breakpoints that map it back to the original.
 #[derive(Debug, Default, Clone)]
 pub struct Normalized {
@@ -131,7 +180,21 @@ impl Normalizer {
         let mut i = 0usize;
         while let Some(&b) = bytes.get(i) {
             if b < 0x80 {
-                if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                // the common case: a stretch of bytes that fold one to one, copied in one go
+                let rest = bytes.get(i..).unwrap_or_default();
+                let run = one_to_one_run(rest, last_space);
+                if let Some(chunk) = rest.get(..run).filter(|c| !c.is_empty()) {
+                    note_mark(&mut marks, &mut delta, out.len(), i);
+                    out.extend(
+                        chunk
+                            .iter()
+                            .map(|&c| RUN_FOLD.get(usize::from(c)).copied().unwrap_or(c)),
+                    );
+                    last_space = chunk.last().is_some_and(|&c| is_ascii_space(c));
+                    i += run;
+                    continue;
+                }
+                if is_ascii_space(b) {
                     if !last_space {
                         note_mark(&mut marks, &mut delta, out.len(), i);
                         out.push(b' ');
@@ -386,5 +449,71 @@ mod tests {
         let mut nz = Normalizer::new();
         let n = nz.normalize("");
         assert_eq!(n.span_to_original("", 0, 0), (0, 0));
+    }
+
+    /// The fold written one character at a time, as the module docs say it: the folded text
+    /// and, for each of its bytes, the offset of the original character it came from.
+    fn fold_by_char(s: &str) -> (String, Vec<usize>) {
+        let (mut out, mut from) = (Vec::new(), Vec::new());
+        let mut last_space = false;
+        for (i, c) in s.char_indices() {
+            let before = out.len();
+            if c.is_whitespace() {
+                if !last_space {
+                    out.push(b' ');
+                }
+                last_space = true;
+            } else if c.is_ascii() {
+                let b = c as u8;
+                let leet = matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7');
+                out.push(if leet && !word_with_letters(s.as_bytes(), i).1 {
+                    b
+                } else {
+                    ASCII_FOLD[usize::from(b)]
+                });
+                last_space = false;
+            } else if !is_invisible(c) {
+                fold_char(c, &mut out);
+                last_space &= out.len() == before;
+            }
+            from.extend(std::iter::repeat_n(i, out.len() - before));
+        }
+        (String::from_utf8(out).unwrap(), from)
+    }
+
+    fn folds_like_one_char_at_a_time(s: &str) {
+        let (want, from) = fold_by_char(s);
+        let mut nz = Normalizer::new();
+        let n = nz.normalize(s);
+        assert_eq!(n.text(), want, "{s:?}");
+        for (k, &origin) in from.iter().enumerate() {
+            let (a, b) = n.span_to_original(s, k, k + 1);
+            assert!(
+                a <= origin && origin < b,
+                "{s:?}: byte {k} from {origin}, mapped {a}..{b}"
+            );
+        }
+    }
+
+    #[test]
+    fn runs_fold_like_characters() {
+        for s in [
+            "Ignore  ALL\n\n previous\tinstructions",
+            "pr3v10u5 2024 r00t 41 x7",
+            "caf\u{e9}  \u{200b} ｉｇｎｏｒｅ\u{3000}\u{3000}next",
+            " \t leading and trailing \n",
+        ] {
+            folds_like_one_char_at_a_time(s);
+        }
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    proptest::proptest! {
+        #[test]
+        fn folds_any_text_like_one_char_at_a_time(
+            s in "[a-zA-Z0-9 \t\n@$.,é\u{200b}\u{3000}ｉА1-7]{0,40}"
+        ) {
+            folds_like_one_char_at_a_time(&s);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Prompt-injection and jailbreak rule table: plain data, one [`KeywordRule`] per line, compiled
-//! together into one `RegexSet` and run over the *normalised* text (lowercase, accents stripped,
+//! together into literal-triggered rules (`super::trigger`) and run over the *normalised* text (lowercase, accents stripped,
 //! homoglyphs and leetspeak folded — so patterns never contain the digits 0 1 3 4 5 7 or `@ $`,
 //! and e.g. "base64" is written `base6a`, "rot13" `rotie` — zero-width characters removed,
 //! whitespace runs collapsed to one space). Patterns use bounded gaps (`.{0,25}`) and bounded

@@ -3,7 +3,9 @@
 //! Keyword rules (prompt injection and jailbreak) run on the folded text from
 //! [`crate::normalize`]; credential rules and custom patterns run on the original text,
 //! case-sensitively unless a rule says otherwise, followed by an entropy gate; PII types run as
-//! one small regex set confirmed by validators (Luhn, mod-97, issued ranges, address parsing).
+//! one regex each, only where a one-pass byte check says the pattern can match
+//! ([`pii::prerequisites`]), confirmed by validators (Luhn, mod-97, issued ranges, address
+//! parsing).
 //! Keyword and credential rules are literal-triggered ([`trigger`]): one Aho-Corasick pass finds
 //! where any rule could match and only those rules run there, so a clean text costs one automaton
 //! pass whatever the number of rules. Base64 and hex runs are decoded and the decoded text is run
@@ -33,7 +35,7 @@ use crate::config::ScorerMode;
 use crate::error::EngineError;
 use crate::normalize::Normalizer;
 use base64::Engine as _;
-use regex::{Regex, RegexSet};
+use regex::Regex;
 pub use rule::{KeywordRule, SecretRule, Severity};
 use std::sync::Arc;
 use trigger::TriggeredRules;
@@ -159,7 +161,6 @@ pub struct Detectors {
     secrets: TriggeredRules,
     /// (rule, minimum entropy, index of the `secret` group)
     secret_rules: Vec<(RuleIdx, f32, Option<usize>)>,
-    pii_set: RegexSet,
     pii: Vec<PiiRule>,
     links: Vec<LinkRule>,
     encoded_base64: RuleIdx,
@@ -205,19 +206,8 @@ fn build_regex(src: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(src).size_limit(SIZE_LIMIT).build()
 }
 
-fn build_set<I: IntoIterator<Item = S>, S: AsRef<str>>(
-    sources: I,
-) -> Result<RegexSet, regex::Error> {
-    regex::RegexSetBuilder::new(sources)
-        .size_limit(SIZE_LIMIT)
-        .dfa_size_limit(DFA_CACHE)
-        .build()
-}
-
-/// Compiled program size bound per regex or set.
+/// Compiled program size bound per regex.
 const SIZE_LIMIT: usize = 32 << 20;
-/// Lazy DFA cache per set: big enough that the combined set rarely thrashes.
-const DFA_CACHE: usize = 8 << 20;
 
 impl Detectors {
     /// Compiles every rule. Errors name the rule.
@@ -421,8 +411,6 @@ impl Detectors {
                 kind: t,
             });
         }
-        let pii_set = build_set(pii_rules.iter().map(|r| r.regex.as_str()))
-            .map_err(|e| EngineError::config("pii rules", e.to_string()))?;
 
         let fixed = |src: &str| {
             build_regex(&ascii_classes(src))
@@ -505,7 +493,6 @@ impl Detectors {
             keyword_rules,
             secrets,
             secret_rules,
-            pii_set,
             pii: pii_rules,
             links,
             encoded_base64,
@@ -690,12 +677,9 @@ impl Detectors {
     }
 
     fn scan_pii(&self, text: &str, out: &mut Vec<Hit>) {
-        // every built-in type needs a digit, except email, which needs '@'
-        if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
-            return;
-        }
-        for i in self.pii_set.matches(text).iter() {
-            let Some(p) = self.pii.get(i) else { continue };
+        // one pass finds which patterns can match at all; only those run
+        let present = pii::prerequisites(text.as_bytes());
+        for p in self.pii.iter().filter(|p| present.has(p.kind.needs)) {
             // a rejected candidate may hide a valid one inside it: retry from the next character
             let mut pos = 0;
             while let Some(m) = p.regex.find_at(text, pos) {

@@ -39,6 +39,8 @@ pub struct PiiType {
     pub severity: Severity,
     pub pattern: &'static str,
     pub validate: Validator,
+    /// What a text must contain for `pattern` to match anywhere in it.
+    pub needs: Prerequisite,
     pub description: &'static str,
 }
 
@@ -50,6 +52,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::High,
         pattern: r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
         validate: valid_iban,
+        needs: Prerequisite::CountryCode,
         description: "International bank account number (country length, mod-97)",
     },
     PiiType {
@@ -58,6 +61,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::High,
         pattern: r"\b\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?\b",
         validate: valid_card,
+        needs: Prerequisite::FourDigits,
         description:
             "Payment card number (issuer prefix and length of every network, 12-19 digits, Luhn)",
     },
@@ -67,6 +71,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::High,
         pattern: r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
         validate: valid_ssn,
+        needs: Prerequisite::SsnShape,
         description: "US social security number (issued ranges)",
     },
     PiiType {
@@ -75,6 +80,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::Medium,
         pattern: r"(?i)\b[a-z0-9][a-z0-9._%+-]{0,63}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.){1,8}[a-z]{2,24}\b",
         validate: valid_email,
+        needs: Prerequisite::At,
         description: "Email address",
     },
     PiiType {
@@ -83,6 +89,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::Medium,
         pattern: r"(?:\+ ?|\(\+?)?\b\d[\d().\-/ ]{5,24}\d(?: ?(?:x|ext\.?|extension|#) ?\d{1,6})?",
         validate: super::phone::valid_phone,
+        needs: Prerequisite::DigitRun,
         description:
             "Phone number (every country's numbering plan; national forms by their region's plan)",
     },
@@ -92,6 +99,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::Low,
         pattern: r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b",
         validate: valid_ipv4,
+        needs: Prerequisite::DottedDigits,
         description: "IPv4 address",
     },
     PiiType {
@@ -100,9 +108,134 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::Low,
         pattern: r"(?i)(?:\b[0-9a-f]{1,4}|::)(?::{1,2}[0-9a-f]{0,4}){2,7}(?:%[0-9a-z]+)?",
         validate: valid_ipv6,
+        needs: Prerequisite::ColonPair,
         description: "IPv6 address",
     },
 ];
+
+/// A cheap necessary condition for a PII pattern to match somewhere in a text. One pass over
+/// the bytes ([`prerequisites`]) finds which hold, and only the patterns whose condition holds
+/// run: a long prose text with a year in it runs two regexes instead of seven. Each condition
+/// follows from its pattern alone (a test checks them against the patterns), so skipping a
+/// pattern never loses a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prerequisite {
+    /// `@` (email)
+    At,
+    /// two upper-case letters then two digits (IBAN)
+    CountryCode,
+    /// four digits in a row (card)
+    FourDigits,
+    /// `ddd-dd-d` or `ddd dd d` (SSN)
+    SsnShape,
+    /// a digit, five to 24 of `0-9 ( ) . - / space`, a digit (phone)
+    DigitRun,
+    /// a digit, `.`, a digit (IPv4)
+    DottedDigits,
+    /// two colons at most five bytes apart (IPv6)
+    ColonPair,
+}
+
+impl Prerequisite {
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The prerequisites a text meets (see [`Prerequisite`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prerequisites(u8);
+
+impl Prerequisites {
+    pub fn has(self, p: Prerequisite) -> bool {
+        self.0 & p.bit() != 0
+    }
+
+    fn set(&mut self, p: Prerequisite) {
+        self.0 |= p.bit();
+    }
+}
+
+/// Finds in one pass over `text` which prerequisites it meets.
+pub fn prerequisites(text: &[u8]) -> Prerequisites {
+    let mut found = Prerequisites::default();
+    if memchr::memchr(b'@', text).is_some() {
+        found.set(Prerequisite::At);
+    }
+    let mut colons = memchr::memchr_iter(b':', text);
+    if let Some(mut last) = colons.next() {
+        for at in colons {
+            if at - last <= 5 {
+                found.set(Prerequisite::ColonPair);
+                break;
+            }
+            last = at;
+        }
+    }
+    let digit = |i: usize| text.get(i).is_some_and(u8::is_ascii_digit);
+    let upper = |i: usize| text.get(i).is_some_and(u8::is_ascii_uppercase);
+    let phone_class = |b: u8| matches!(b, b'0'..=b'9' | b'(' | b')' | b'.' | b'-' | b'/' | b' ');
+    // digits in a row ending here; where the current run of phone characters saw its first digit
+    let mut run = 0usize;
+    let mut first_digit: Option<usize> = None;
+    let mut i = 0usize;
+    while let Some(&b) = text.get(i) {
+        // outside any digit run, eight bytes without a digit change nothing: skip them at once
+        if run == 0 && first_digit.is_none() {
+            if let Some(word) = text.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+                if !has_digit(u64::from_le_bytes(word)) {
+                    i += 8;
+                    continue;
+                }
+            }
+        }
+        if b.is_ascii_digit() {
+            run += 1;
+            if run == 4 {
+                found.set(Prerequisite::FourDigits);
+            }
+            if run == 2 && i >= 3 && upper(i - 3) && upper(i - 2) {
+                found.set(Prerequisite::CountryCode);
+            }
+            match first_digit {
+                Some(f) if i - f >= 6 => found.set(Prerequisite::DigitRun),
+                Some(_) => {}
+                None => first_digit = Some(i),
+            }
+            i += 1;
+            continue;
+        }
+        if !phone_class(b) {
+            first_digit = None;
+        }
+        if run >= 1 {
+            if b == b'.' && digit(i + 1) {
+                found.set(Prerequisite::DottedDigits);
+            }
+            if run >= 3
+                && matches!(b, b'-' | b' ')
+                && digit(i + 1)
+                && digit(i + 2)
+                && text.get(i + 3).is_some_and(|&s| matches!(s, b'-' | b' '))
+                && digit(i + 4)
+            {
+                found.set(Prerequisite::SsnShape);
+            }
+        }
+        run = 0;
+        i += 1;
+    }
+    found
+}
+
+/// Whether any of the eight bytes of `word` is an ASCII digit: XOR with `0x30` maps exactly the
+/// digits to 0..=9, and the classic "has a byte less than 10" test finds them without a loop.
+const fn has_digit(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let x = word ^ (ONES * 0x30);
+    x.wrapping_sub(ONES * 10) & !x & HIGHS != 0
+}
 
 fn digits(s: &str) -> impl Iterator<Item = u32> + '_ {
     s.chars().filter_map(|c| c.to_digit(10))
@@ -622,6 +755,83 @@ mod tests {
             "v10.2.1",
         ] {
             assert!(found("pii.phone", n).is_empty(), "{n}");
+        }
+    }
+
+    #[test]
+    fn has_digit_sees_any_digit_in_any_place() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                assert_eq!(
+                    super::has_digit(u64::from_le_bytes(word)),
+                    b.is_ascii_digit(),
+                    "byte {b:#x} at {at}"
+                );
+            }
+        }
+    }
+
+    /// Every text a PII pattern matches meets the pattern's prerequisite (else skipping the
+    /// pattern would lose the match).
+    fn prerequisites_hold(text: &str) {
+        let found = super::prerequisites(text.as_bytes());
+        for t in super::PII_TYPES {
+            let re = regex::Regex::new(&crate::detect::ascii_classes(t.pattern))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if re.is_match(text) {
+                assert!(found.has(t.needs), "{} matches {text:?}", t.id);
+            }
+        }
+    }
+
+    #[test]
+    fn prerequisites_hold_on_every_kind_of_value() {
+        for text in [
+            "mail me: a.b@example.org",
+            "IBAN DE89 3704 0044 0532 0130 00",
+            "GB82WEST12345698765432",
+            "card 4111 1111 1111 1111 or 4111-1111-1111-1111",
+            "ssn 078-05-1120 / 078 05 1120",
+            "call (212)555-0143x2719, 415.555.0198, +44 20 7946 0958, 001-212-555-0143",
+            "ip 192.168.0.1 and 2001:db8::1, ::ffff:10.0.0.1, fe80::1%eth0",
+            "1 2 3 4 5 6 7",
+            "AB12 CD34",
+            // the shortest text each pattern matches: its prerequisite's boundary
+            "a@b.cd",
+            "AB12 CDEF GHIJ",
+            "1234 12 12",
+            "123-45-6789",
+            "1-----2",
+            "1.2.3.4",
+            "a:bcde:f",
+        ] {
+            prerequisites_hold(text);
+            assert_ne!(
+                super::prerequisites(text.as_bytes()),
+                super::Prerequisites::default()
+            );
+        }
+        assert_eq!(
+            super::prerequisites(b"plain prose without any of them, not even a year"),
+            super::Prerequisites::default()
+        );
+    }
+
+    #[cfg(not(target_family = "wasm"))]
+    proptest::proptest! {
+        #[test]
+        fn prerequisites_hold_on_any_text(text in "[0-9 A-Fa-fxX:.@()/+#-]{0,48}") {
+            prerequisites_hold(&text);
+        }
+
+        #[test]
+        fn has_digit_agrees_with_a_byte_loop(word in proptest::prelude::any::<[u8; 8]>()) {
+            proptest::prop_assert_eq!(
+                super::has_digit(u64::from_le_bytes(word)),
+                word.iter().any(u8::is_ascii_digit)
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Credential-detection rule table. Each [`SecretRule`] is one line of data: a stable id, a
 //! severity, a regex and an entropy gate. Every pattern is compiled once, together with all the
-//! others, into a single `RegexSet` (Rust `regex` syntax: no look-around, no backreferences) and is
+//! others, into literal-triggered rules (`super::trigger`; Rust `regex` syntax: no look-around, no backreferences) and is
 //! matched against the ORIGINAL, un-normalised text, case-sensitively unless the pattern opts in
 //! with `(?i)`. When a pattern has a capture group named `secret`, that group is the span that is
 //! reported and redacted; otherwise the whole match is. A candidate is kept only if the Shannon
