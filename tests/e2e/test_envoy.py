@@ -250,3 +250,36 @@ def test_metrics_count_outcomes_findings_tokens_cost_and_estimates(gateway, reco
     assert delta('tollgate_cost_micro_usd{provider="openai",model="gpt-4o-mini"}') > 0
     assert delta('tollgate_usage_estimated{provider="openai",model="gpt-4o"}') == 1, "the cut stream was estimated"
     assert delta('gen_ai_usage_input_tokens{provider="openai",model="gpt-4o"}') > 0, "input estimated from the request"
+
+
+def test_a_resent_conversation_is_looked_up_and_still_redacted(gateway, recorder):
+    """An agent resends its whole history every turn: each long message is scanned once and
+    looked up afterwards (the history cache, ADR 0015), and the upstream still never sees the
+    card in any resent message."""
+    import time
+
+    def hits(metrics):
+        return metrics.get('tollgate_history_cache_lookups{result="hit"}', 0)
+
+    before = prometheus(gateway)
+    client = oai(gateway)
+    note = "Result of read_file: " + "the build passed and the release notes are ready. " * 8
+    messages = [{"role": "user", "content": "Read the notes of each day."}]
+    for turn in range(4):
+        call = f"call_{turn}"
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": call, "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]})
+        messages.append({"role": "tool", "tool_call_id": call,
+                         "content": f"{note}Day {turn}: card on file 4111 1111 1111 1111."})
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        seen = json.loads(recorder.last()["body"])
+        tools = [m["content"] for m in seen["messages"] if m["role"] == "tool"]
+        assert len(tools) == turn + 1
+        assert all("4111" not in t and "card on file [CARD_1]." in t for t in tools), tools
+    # counters reach Envoy once a second: wait for them, with room for a busy machine
+    deadline = time.time() + 20
+    while time.time() < deadline and hits(prometheus(gateway)) - hits(before) < 6:
+        time.sleep(0.2)
+    # turns 2, 3 and 4 resend 1, 2 and 3 tool results: six lookups that hit on one worker
+    assert hits(prometheus(gateway)) - hits(before) >= 6
+

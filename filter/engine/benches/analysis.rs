@@ -13,7 +13,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use tollgate_engine::{Emit, Engine, ResponseStream};
+use tollgate_engine::{BodyLength, Emit, Engine, ResponseStream};
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -46,6 +46,34 @@ fn chat_body(size: usize, prompts: &[String]) -> Vec<u8> {
         messages.push(serde_json::json!({"role": role, "content": &p[..cut]}));
         total += cut + 40;
         i += 1;
+    }
+    serde_json::to_vec(&serde_json::json!({"model": "gpt-4o-mini", "messages": messages})).unwrap()
+}
+
+/// Turn `turns` of an agent conversation: a system prompt and a task, then per turn a tool
+/// call, its result (about 3 KB of the benign prompts) and, before the last, the agent's note.
+fn agent_body(turns: usize, prompts: &[String]) -> Vec<u8> {
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": "You are a coding agent for Acme Corp. Use the tools to read the repository; never push to main."}),
+        serde_json::json!({"role": "user", "content": "Go through the notes and summarise each."}),
+    ];
+    let mut next = 0usize;
+    for t in 0..turns {
+        let id = format!("call_{t}");
+        messages.push(serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": "read_file", "arguments": format!("{{\"path\": \"notes/{t}.md\"}}")}}
+        ]}));
+        let mut result = String::new();
+        while result.len() < 3000 {
+            result.push_str(&prompts[next % prompts.len()]);
+            result.push('\n');
+            next += 1;
+        }
+        let result: String = result.chars().take(3000).collect();
+        messages.push(serde_json::json!({"role": "tool", "tool_call_id": id, "content": result}));
+        if t + 1 < turns {
+            messages.push(serde_json::json!({"role": "assistant", "content": format!("Note {t} read; moving on to the next one.")}));
+        }
     }
     serde_json::to_vec(&serde_json::json!({"model": "gpt-4o-mini", "messages": messages})).unwrap()
 }
@@ -83,6 +111,37 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(engine.analyze_request(&route, black_box(body)).unwrap()));
         });
     }
+    group.finish();
+
+    // an agent conversation replayed turn by turn, each request resending the whole history
+    // (growing to about 64 KB): with the VM's history cache, and scanning everything each time
+    let turns: Vec<Vec<u8>> = (1..=20).map(|t| agent_body(t, &prompts)).collect();
+    let mut group = c.benchmark_group("agent");
+    group
+        .measurement_time(Duration::from_secs(6))
+        .sample_size(10);
+    group.throughput(Throughput::Bytes(
+        turns.iter().map(|b| b.len() as u64).sum(),
+    ));
+    group.bench_function("20_turns_history_cache", |b| {
+        b.iter(|| {
+            let mut cache = engine.new_scan_cache();
+            for body in &turns {
+                black_box(
+                    engine
+                        .analyze_request_cached(&route, body, BodyLength::Free, &mut cache)
+                        .unwrap(),
+                );
+            }
+        });
+    });
+    group.bench_function("20_turns_no_cache", |b| {
+        b.iter(|| {
+            for body in &turns {
+                black_box(engine.analyze_request(&route, body).unwrap());
+            }
+        });
+    });
     group.finish();
 
     let mut group = c.benchmark_group("stream");

@@ -12,6 +12,7 @@ use crate::normalize::Normalizer;
 use crate::policy::{block_body, risk_score, Action, Decision, Policy, Redactor};
 use crate::price::{parse_usd_micro, Price, PriceTable};
 use crate::provider::{self, Operation, ParsedRequest, Provider, Role, Segment};
+use crate::scan_cache::ScanCache;
 use crate::tenant::TenantResolver;
 use crate::usage::{estimate_tokens, Usage};
 use serde::Serialize;
@@ -195,6 +196,10 @@ pub struct Engine {
     summary_filter_state: bool,
     collector: Option<crate::config::RawCollector>,
     request_hold: crate::config::RawRequestHold,
+    /// SHA-256 of everything that decides what a scan finds (the detector configuration and
+    /// this build's version): part of every [`ScanCache`] key.
+    scan_digest: [u8; 32],
+    history_cache_bytes: usize,
 }
 
 impl Engine {
@@ -364,7 +369,14 @@ impl Engine {
             summary_filter_state: raw.summary.filter_state,
             collector: raw.collector.clone(),
             request_hold: raw.request_hold.clone(),
+            scan_digest: scan_digest(raw),
+            history_cache_bytes: raw.history_cache.max_bytes,
         })
+    }
+
+    /// A new cache of scanned request segments, sized as configured (ADR 0015).
+    pub fn new_scan_cache(&self) -> ScanCache {
+        ScanCache::new(self.history_cache_bytes)
     }
 
     pub fn limits(&self) -> Limits {
@@ -495,6 +507,19 @@ impl Engine {
         body: &[u8],
         length: BodyLength,
     ) -> Result<RequestAnalysis, EngineError> {
+        self.analyze_request_cached(route, body, length, &mut ScanCache::off())
+    }
+
+    /// [`Engine::analyze_request_within`], looking each long segment up in `cache` before
+    /// scanning it and storing what a scan found (ADR 0015). The analysis is exactly the one
+    /// without a cache.
+    pub fn analyze_request_cached(
+        &self,
+        route: &RouteMatch,
+        body: &[u8],
+        length: BodyLength,
+        cache: &mut ScanCache,
+    ) -> Result<RequestAnalysis, EngineError> {
         if body.len() > self.limits.max_request_body_bytes {
             return Err(EngineError::TooLarge {
                 size: body.len(),
@@ -513,15 +538,28 @@ impl Engine {
         let mut normalizer = Normalizer::new();
         let mut hits: Vec<(usize, Hit)> = Vec::new();
         let mut scratch = Vec::new();
+        let mut text_tokens = 0u64;
         for (si, seg) in parsed.segments.iter().enumerate() {
             let set = self.request_set(seg.role);
-            if set == ScanSet::NONE {
+            let key = cache
+                .worth_caching(seg.text.len())
+                .then(|| ScanCache::key(&self.scan_digest, set, &seg.text));
+            if let Some((found, tokens)) = key.as_ref().and_then(|k| cache.get(k)) {
+                hits.extend(found.iter().map(|h| (si, *h)));
+                text_tokens += tokens;
                 continue;
             }
+            let tokens = estimate_tokens(&seg.text);
+            text_tokens += tokens;
             scratch.clear();
-            self.detectors
-                .scan(&seg.text, set, &mut normalizer, &mut scratch);
+            if set != ScanSet::NONE {
+                self.detectors
+                    .scan(&seg.text, set, &mut normalizer, &mut scratch);
+            }
             hits.extend(scratch.iter().map(|h| (si, *h)));
+            if let Some(key) = key {
+                cache.insert(key, &scratch, tokens);
+            }
         }
         let (findings, strongest) = self.findings(&hits, &parsed.segments, Direction::Request);
         let risk = risk_score(
@@ -544,7 +582,7 @@ impl Engine {
             enforced,
             block: None,
             rewritten_body: None,
-            input_tokens_estimate: estimate_input(&parsed),
+            input_tokens_estimate: estimate_input(&parsed, text_tokens),
             strip_usage_chunk: false,
             fingerprint: if self.output.enabled && self.output.overlap > 0.0 {
                 PromptFingerprint::new(&parsed.system_prompt())
@@ -924,20 +962,26 @@ fn pii_or_secret_builtin(id: &str) -> bool {
         || crate::detect::injection_rules().iter().any(|r| r.id == id)
 }
 
-/// Input token estimate: the text plus a few tokens of framing per message.
-fn estimate_input(parsed: &ParsedRequest) -> u64 {
-    let text: u64 = parsed
-        .segments
-        .iter()
-        .map(|s| estimate_tokens(&s.text))
-        .sum();
+/// Input token estimate: the text's (`text_tokens`, the sum of [`estimate_tokens`] over the
+/// segments) plus a few tokens of framing per message.
+fn estimate_input(parsed: &ParsedRequest, text_tokens: u64) -> u64 {
     let messages = parsed
         .segments
         .iter()
         .map(|s| s.message_index)
         .max()
         .map_or(0, |m| u64::from(m) + 1);
-    text + messages * 4 + 3
+    text_tokens + messages * 4 + 3
+}
+
+/// What decides a scan's findings besides the text and its scan set: the detector
+/// configuration and the build (its rule tables and model).
+fn scan_digest(raw: &RawConfig) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(format!("{:?}", raw.detectors).as_bytes());
+    h.finalize().into()
 }
 
 /// Whether a rewritten request body may change length.

@@ -37,6 +37,24 @@ pub struct RawConfig {
     /// How a request is held while its body is read (docs/configuration.md, "Request hold";
     /// ADR 0013).
     pub request_hold: RawRequestHold,
+    /// The cache of scanned request messages (docs/configuration.md, "History cache"; ADR 0015).
+    pub history_cache: RawHistoryCache,
+}
+
+/// The cache of scanned request segments (ADR 0015). Chat and agent clients resend the whole
+/// conversation on every turn; a message scanned once is looked up, not scanned again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHistoryCache {
+    /// Bytes the cache may hold per VM (0 turns it off; at most 256 MiB). It holds digests and
+    /// finding spans, never text: about 100 bytes a message plus 12 per finding in wasm.
+    pub max_bytes: usize,
+}
+
+impl Default for RawHistoryCache {
+    fn default() -> Self {
+        RawHistoryCache { max_bytes: 2 << 20 }
+    }
 }
 
 /// What the filter holds while it reads a request body.
@@ -460,6 +478,12 @@ impl RawConfig {
             return Err(EngineError::config(
                 "limits.max_event_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.history_cache.max_bytes > 256 << 20 {
+            return Err(EngineError::config(
+                "history_cache.max_bytes",
+                "must be at most 268435456 (256 MiB)",
             ));
         }
         let scorer = &self.detectors.injection.scorer;

@@ -11,6 +11,7 @@ use crate::error::EngineError;
 use crate::exchange::{ExchangeRecord, Unanalysed};
 use crate::policy::block_body;
 use crate::provider::Operation;
+use crate::scan_cache::ScanCache;
 use crate::stream::{Emit, ResponseStream};
 use crate::tenant::RequestFacts;
 use std::ops::Range;
@@ -351,8 +352,14 @@ impl ExchangeFlow {
         }
     }
 
-    /// The whole request body: analyse it and decide.
-    pub fn request_body(&mut self, engine: &Engine, body: &[u8]) -> RequestPlan {
+    /// The whole request body: analyse it and decide, looking long messages up in `cache`
+    /// (the VM's cache of scanned segments, ADR 0015).
+    pub fn request_body(
+        &mut self,
+        engine: &Engine,
+        body: &[u8],
+        cache: &mut ScanCache,
+    ) -> RequestPlan {
         let held = self.holding_headers;
         self.request = RequestState::Done;
         self.holding_headers = false;
@@ -362,7 +369,7 @@ impl ExchangeFlow {
         } else {
             BodyLength::Keep
         };
-        let analysis = match engine.analyze_request_within(&self.route, body, length) {
+        let analysis = match engine.analyze_request_cached(&self.route, body, length, cache) {
             Ok(a) => a,
             Err(EngineError::TooLarge { .. }) => {
                 return RequestPlan {
@@ -650,7 +657,7 @@ mod tests {
             flow.request_body_call(e, body.len(), true),
             RequestBodyCall::Read
         );
-        let req = flow.request_body(e, body.as_bytes());
+        let req = flow.request_body(e, body.as_bytes(), &mut ScanCache::off());
         (flow, plan, req)
     }
 
@@ -781,7 +788,7 @@ mod tests {
             flow.request_body_call(&e, CARD.len(), true),
             RequestBodyCall::Read
         );
-        let req = flow.request_body(&e, CARD.as_bytes());
+        let req = flow.request_body(&e, CARD.as_bytes(), &mut ScanCache::off());
         assert!(req.headers.is_empty());
         assert_eq!(req.body.unwrap().len(), CARD.len());
     }

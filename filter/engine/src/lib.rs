@@ -10,6 +10,7 @@
 //! - [`sse`]: the incremental Server-Sent Events parser.
 //! - [`normalize`]: text folding for keyword rules, with an exact map back to the original bytes.
 //! - [`detect`]: rule tables, PII validators, secrets, encoded payloads, output rules.
+//! - [`scan_cache`]: request messages scanned once, looked up when a conversation is resent.
 //! - [`json_edit`]: values located by JSON pointer and replaced in place, length kept or not.
 //! - [`policy`]: actions, decisions, redaction text, provider-shaped block bodies.
 //! - [`tenant`]: who a request belongs to (header, JWT claim, API-key hash, peer principal).
@@ -33,6 +34,7 @@ pub mod normalize;
 pub mod policy;
 pub mod price;
 pub mod provider;
+pub mod scan_cache;
 pub mod sse;
 pub mod stream;
 pub mod tenant;

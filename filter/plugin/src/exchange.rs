@@ -158,7 +158,11 @@ impl<H: Host> Exchange<H> {
             RequestBodyCall::Read => {
                 let size = flow.request_body_size();
                 let plan = match self.host.body(Body::Request, 0, size) {
-                    Some(body) => flow.request_body(&self.engine, &body),
+                    Some(body) => flow.request_body(
+                        &self.engine,
+                        &body,
+                        &mut self.shared.scan_cache.borrow_mut(),
+                    ),
                     None => flow.request_unreadable(&self.engine),
                 };
                 self.apply_request_plan(size, plan)
@@ -425,6 +429,7 @@ mod tests {
         let shared = Rc::new(Shared {
             forwarder: None,
             watch: RefCell::new(HoldWatch::new(release)),
+            scan_cache: RefCell::new(engine.new_scan_cache()),
         });
         let envoy = Envoy::default();
         let ex = Exchange::new(

@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 use tollgate_engine::config::HoldMode;
+use tollgate_engine::scan_cache::{CacheStats, ScanCache};
 use tollgate_engine::{Engine, HoldWatch, SummaryQueue};
 
 /// Tick period when something needs more than the once-a-second metrics flush.
@@ -22,6 +23,12 @@ const FAST_TICK: Duration = Duration::from_millis(100);
 const HOLD_RELEASED: &str = "tollgate.header_hold.released";
 /// Metric (gauge): 1 once this VM concluded that the host ignores the header pause.
 const HOLD_FALLBACK: &str = "tollgate.header_hold.fallback";
+/// Metric: history-cache lookups, by `result` (`hit`, `miss`).
+const CACHE_LOOKUPS: &str = "tollgate.history_cache.lookups";
+/// Metric: history-cache entries evicted to stay within `history_cache.max_bytes`.
+const CACHE_EVICTIONS: &str = "tollgate.history_cache.evictions";
+/// Metric (gauge): bytes the history cache holds.
+const CACHE_BYTES: &str = "tollgate.history_cache.bytes";
 
 thread_local! {
     /// This VM found that its host ignores a header pause. Kept across configurations (a new
@@ -36,6 +43,8 @@ pub struct Shared {
     pub forwarder: Option<Forwarder>,
     /// Requests paused in their headers (strict mode).
     pub watch: RefCell<HoldWatch>,
+    /// Request messages already scanned on this VM (ADR 0015).
+    pub scan_cache: RefCell<ScanCache>,
 }
 
 /// This worker's queue of trace summaries and what the collector needs to know about it.
@@ -58,6 +67,8 @@ pub struct Root {
     last_metrics_flush: u64,
     /// Dropped and delivered summaries already counted in metrics.
     reported: (u64, u64),
+    /// History-cache counts already counted in metrics.
+    cache_reported: CacheStats,
 }
 
 impl Root {
@@ -69,9 +80,11 @@ impl Root {
             shared: Rc::new(Shared {
                 forwarder: None,
                 watch: RefCell::new(HoldWatch::new(0)),
+                scan_cache: RefCell::new(ScanCache::off()),
             }),
             last_metrics_flush: 0,
             reported: (0, 0),
+            cache_reported: CacheStats::default(),
         }
     }
 
@@ -164,6 +177,25 @@ impl Root {
             drop(q);
             self.reported = (dropped, delivered);
         }
+        let cache = self.shared.scan_cache.borrow().stats();
+        let was = self.cache_reported;
+        self.metrics.add(
+            CACHE_LOOKUPS,
+            &[("result", "hit")],
+            cache.hits.saturating_sub(was.hits),
+        );
+        self.metrics.add(
+            CACHE_LOOKUPS,
+            &[("result", "miss")],
+            cache.misses.saturating_sub(was.misses),
+        );
+        self.metrics.add(
+            CACHE_EVICTIONS,
+            &[],
+            cache.evictions.saturating_sub(was.evictions),
+        );
+        self.metrics.set(CACHE_BYTES, cache.bytes as u64);
+        self.cache_reported = cache;
         self.metrics.flush();
         self.metrics
             .set("tollgate.vm_memory_bytes", host::vm_memory_bytes());
@@ -249,10 +281,13 @@ impl RootContext for Root {
         if HOST_IGNORES_PAUSE.with(std::cell::Cell::get) {
             watch.assume_host_ignores_pause();
         }
+        // a new configuration starts a new cache: what the old one found may not hold any more
         self.shared = Rc::new(Shared {
             forwarder,
             watch: RefCell::new(watch),
+            scan_cache: RefCell::new(engine.new_scan_cache()),
         });
+        self.cache_reported = CacheStats::default();
         self.set_tick_period(tick);
         self.engine = Some(Rc::new(engine));
         true
