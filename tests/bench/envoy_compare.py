@@ -8,6 +8,12 @@ It ends with each Envoy's resident memory, whose difference is what the filter's
 
     make bench-envoy            # builds everything, then runs this, in both request-hold modes
     python3 tests/bench/envoy_compare.py --pairs 5 --millis 3000 --mode strict
+    python3 tests/bench/envoy_compare.py --cases agent --json agent.json
+
+Cases: `2KB` and `64KB` chat bodies (every request a text never seen before: each message
+carries a number unique to the request), `agent` (an agent conversation
+of 20 turns replayed turn by turn, each request resending the history, every replay a new
+conversation) and `stream`.
 
 `--mode default` is the Wasm config Istio's WasmPlugin renders (the body hold, ADR 0013);
 `--mode strict` sets allow_on_headers_stop_iteration and request_hold.mode "headers".
@@ -48,16 +54,55 @@ def envoy_binary() -> str:
     return find()
 
 
+def benign_prompts() -> list[str]:
+    # one JSON document per "\n": texts hold U+2028 and other breaks that splitlines() splits on
+    text = (REPO / "eval" / "corpus" / "benign.jsonl").read_text()
+    return [json.loads(l)["text"] for l in text.split("\n") if l.strip()]
+
+
 def chat_body(size: int) -> bytes:
-    prompts = [json.loads(l)["text"] for l in (REPO / "eval" / "corpus" / "benign.jsonl").read_text().splitlines()]
+    """A chat body of about `size` bytes; `@CONV@` in every message makes it a new text on every
+    request (tollgate-loadgen), so no message is ever found in the filter's history cache."""
+    prompts = benign_prompts()
     messages = [{"role": "system", "content": "You are a helpful assistant for Acme Corp. Answer concisely."}]
     total, i = 200, 0
     while total < size:
-        p = prompts[i % len(prompts)][: size - total + 1]
+        p = "[@CONV@] " + prompts[i % len(prompts)][: size - total + 1]
         messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": p})
         total += len(p.encode()) + 40
         i += 1
     return json.dumps({"model": "gpt-4o-mini", "messages": messages}).encode()
+
+
+def agent_conversation(turns: int = 20) -> list[bytes]:
+    """The requests of one agent conversation, turn by turn, each resending the whole history:
+    a system prompt and a task, then per turn a tool call, its ~3 KB result (benign prompts)
+    and, before the last, the agent's note, growing to about 64 KB. `@CONV@` in each tool result
+    becomes a number unique to each replay (tollgate-loadgen), so every replay is a conversation
+    the filter has not seen, whose history repeats only within itself."""
+    prompts = benign_prompts()
+    results, next_prompt = [], 0
+    for _ in range(turns):
+        text = ""
+        while len(text) < 3000:
+            text += prompts[next_prompt % len(prompts)] + "\n"
+            next_prompt += 1
+        results.append(text[:3000])
+    bodies = []
+    for turn in range(1, turns + 1):
+        messages = [
+            {"role": "system", "content": "You are a coding agent for Acme Corp. Use the tools to read the repository; never push to main."},
+            {"role": "user", "content": "Go through the notes and summarise each."},
+        ]
+        for t in range(turn):
+            call = f"call_{t}"
+            messages.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": call, "type": "function", "function": {"name": "read_file", "arguments": json.dumps({"path": f"notes/{t}.md"})}}]})
+            messages.append({"role": "tool", "tool_call_id": call, "content": f"[run @CONV@] {results[t]}"})
+            if t + 1 < turn:
+                messages.append({"role": "assistant", "content": f"Note {t} read; moving on to the next one."})
+        bodies.append(json.dumps({"model": "gpt-4o-mini", "messages": messages}, separators=(",", ":")).encode())
+    return bodies
 
 
 class Envoy:
@@ -105,7 +150,9 @@ class Envoy:
 
 
 def load(port: int, body: Path, connections: int, millis: int, marker: str | None) -> dict:
-    argv = [str(LOADGEN), "run", "--port", str(port), "--body", str(body), "--connections", str(connections),
+    # a .jsonl file holds a conversation's turns, sent in order
+    kind = "--conversation" if body.suffix == ".jsonl" else "--body"
+    argv = [str(LOADGEN), "run", "--port", str(port), kind, str(body), "--connections", str(connections),
             "--millis", str(millis), "--warmup-millis", "500"]
     if marker:
         argv += ["--first-token-marker", marker]
@@ -120,7 +167,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--plugin-config", help="JSON file with the filter configuration (default: none)")
-    ap.add_argument("--cases", default="2KB,64KB,stream", help="comma-separated subset of 2KB,64KB,stream")
+    ap.add_argument("--cases", default="2KB,64KB,agent,stream",
+                    help="comma-separated subset of 2KB,64KB,agent,stream")
     ap.add_argument("--mode", choices=["default", "strict"], default="default",
                     help="request hold: default (as a WasmPlugin renders it) or strict (header hold)")
     ap.add_argument("--wasm", type=Path, default=WASM, help="the filter to measure (default: the built one)")
@@ -133,11 +181,30 @@ def main() -> int:
             print(f"{path} is missing: run `make bench-envoy`", file=sys.stderr)
             return 2
     work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    # the request bodies first: nothing is started before they exist
+    cases = []
+    wanted = set(a.cases.split(","))
+    for label, size in [("2KB", 2 << 10), ("64KB", 64 << 10)]:
+        if label not in wanted:
+            continue
+        f = work / f"body-{label}.json"
+        f.write_bytes(chat_body(size))
+        cases.append((f"chat {label}", f, None))
+    if "agent" in wanted:
+        f = work / "agent-20-turns.jsonl"
+        f.write_bytes(b"\n".join(agent_conversation()) + b"\n")
+        cases.append(("agent, 20 turns resent (to ~64KB)", f, None))
+    if "stream" in wanted:
+        f = work / "body-stream.json"
+        body = json.loads(chat_body(2 << 10))
+        body["stream"] = True
+        f.write_text(json.dumps(body, separators=(",", ":")))
+        cases.append(("stream 2KB, 20 events", f, "Hello"))
     upstream_port = free_port()
     # streamed answers are paced 1 ms per event, as a provider's tokens are
     upstream = subprocess.Popen(pinned(1, [str(LOADGEN), "upstream", "--port", str(upstream_port),
                                            "--events", "20", "--event-delay-us", "1000"]),
-                                stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     plugin_config = Path(a.plugin_config).read_text() if a.plugin_config else "{}"
     strict = a.mode == "strict"
@@ -147,20 +214,6 @@ def main() -> int:
         plugin_config = json.dumps(cfg)
     envoys = {"with": Envoy(upstream_port, True, work, plugin_config, header_hold=strict, wasm=a.wasm),
               "without": Envoy(upstream_port, False, work)}
-    cases = []
-    wanted = set(a.cases.split(","))
-    for label, size in [("2KB", 2 << 10), ("64KB", 64 << 10)]:
-        if label not in wanted:
-            continue
-        f = work / f"body-{label}.json"
-        f.write_bytes(chat_body(size))
-        cases.append((f"chat {label}", f, None))
-    if "stream" in wanted:
-        f = work / "body-stream.json"
-        body = json.loads(chat_body(2 << 10))
-        body["stream"] = True
-        f.write_text(json.dumps(body, separators=(",", ":")))
-        cases.append(("stream 2KB, 20 events", f, "Hello"))
     results = {}
     try:
         for name, bodyfile, marker in cases:

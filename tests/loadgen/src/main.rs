@@ -6,7 +6,12 @@
 //!   deltas with a usage chunk, optionally paced.
 //! - `run`: a closed-loop client: N keep-alive connections, each sending the same request as soon
 //!   as the previous answer is read, for a fixed time; prints one JSON line with the request
-//!   rate, latency percentiles and, for streams, time to the first text byte.
+//!   rate, latency percentiles and, for streams, time to the first text byte. With
+//!   `--conversation FILE` (one request body per line: the turns of a conversation, each
+//!   resending the history) each connection sends the turns in order, again and again, and
+//!   writes a number unique to each round over every `@CONV@` in them, so every round is a new
+//!   conversation whose history repeats only within itself, as a chat or agent client's does
+//!   (a single `--body` with `@CONV@` is a new text on every request).
 //!
 //! # Layout
 //! Everything is in this file: argument parsing, the server, the client, HTTP/1.1 framing.
@@ -38,11 +43,19 @@ fn main() -> Result<()> {
             Duration::from_micros(num("--event-delay-us", 0)?),
         ),
         "run" => {
-            let body = std::fs::read(opt("--body").ok_or_else(|| anyhow!("--body FILE"))?)?;
+            let bodies = match (opt("--body"), opt("--conversation")) {
+                (Some(file), None) => vec![std::fs::read(file)?],
+                (None, Some(file)) => std::fs::read(file)?
+                    .split(|&b| b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+                _ => bail!("one of --body FILE or --conversation FILE"),
+            };
             let report = run(&RunConfig {
                 port: u16::try_from(num("--port", 10000)?)?,
                 path: opt("--path").unwrap_or_else(|| "/v1/chat/completions".to_string()),
-                body,
+                bodies,
                 connections: num("--connections", 4)?,
                 duration: Duration::from_millis(num("--millis", 5000)?),
                 warmup: Duration::from_millis(num("--warmup-millis", 500)?),
@@ -55,7 +68,7 @@ fn main() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: tollgate-loadgen upstream [--port P] [--events N] [--event-delay-us U]\n       tollgate-loadgen run --body FILE [--port P] [--path /v1/chat/completions] [--connections C] [--millis M] [--warmup-millis W] [--first-token-marker TEXT]";
+const USAGE: &str = "usage: tollgate-loadgen upstream [--port P] [--events N] [--event-delay-us U]\n       tollgate-loadgen run (--body FILE | --conversation FILE) [--port P] [--path /v1/chat/completions] [--connections C] [--millis M] [--warmup-millis W] [--first-token-marker TEXT]";
 
 // ---------------------------------------------------------------- upstream
 
@@ -205,7 +218,8 @@ fn read_body(
 struct RunConfig {
     port: u16,
     path: String,
-    body: Vec<u8>,
+    /// The request bodies each connection sends in turn (one, or a conversation's turns).
+    bodies: Vec<Vec<u8>>,
     connections: u64,
     duration: Duration,
     warmup: Duration,
@@ -219,32 +233,79 @@ struct Samples {
     errors: u64,
 }
 
+/// Where a conversation's turns say which conversation they belong to.
+const CONVERSATION_MARK: &[u8] = b"@CONV@";
+
+/// The HTTP request for `body`, with `round` written over every [`CONVERSATION_MARK`].
+fn http_request(path: &str, body: &[u8], round: u64) -> Vec<u8> {
+    let id = format!("{round:06}");
+    let mut text = Vec::with_capacity(body.len() + 64);
+    let mut rest = body;
+    while let Some(at) = rest
+        .windows(CONVERSATION_MARK.len())
+        .position(|w| w == CONVERSATION_MARK)
+    {
+        text.extend_from_slice(rest.get(..at).unwrap_or_default());
+        text.extend_from_slice(id.as_bytes());
+        rest = rest.get(at + CONVERSATION_MARK.len()..).unwrap_or_default();
+    }
+    text.extend_from_slice(rest);
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        text.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(&text);
+    r
+}
+
 fn run(cfg: &RunConfig) -> Result<String> {
-    let request = {
-        let mut r = format!(
-            "POST {} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            cfg.path,
-            cfg.body.len()
-        )
-        .into_bytes();
-        r.extend_from_slice(&cfg.body);
-        Arc::new(r)
+    let bodies = Arc::new(cfg.bodies.clone());
+    // one body without a mark: the same request every time, built once
+    let single = match cfg.bodies.as_slice() {
+        [only]
+            if !only
+                .windows(CONVERSATION_MARK.len())
+                .any(|w| w == CONVERSATION_MARK) =>
+        {
+            Some(http_request(&cfg.path, only, 0))
+        }
+        _ => None,
     };
+    let single = Arc::new(single);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for _ in 0..cfg.connections {
-        let (request, measuring, stop) = (request.clone(), measuring.clone(), stop.clone());
-        let (port, marker) = (cfg.port, cfg.marker.clone());
+    for connection in 0..cfg.connections {
+        let (bodies, single, measuring, stop) = (
+            bodies.clone(),
+            single.clone(),
+            measuring.clone(),
+            stop.clone(),
+        );
+        let (port, marker, path) = (cfg.port, cfg.marker.clone(), cfg.path.clone());
         workers.push(std::thread::spawn(move || -> Result<Samples> {
             let conn = TcpStream::connect(("127.0.0.1", port))?;
             conn.set_nodelay(true)?;
             let mut writer = conn.try_clone()?;
             let mut reader = BufReader::new(conn);
             let mut s = Samples::default();
+            let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                // a conversation's turns, in order; each round is a new conversation
+                let turn = (sent % bodies.len() as u64) as usize;
+                let round = connection * 100_000 + sent / bodies.len() as u64;
+                let built;
+                let request = match single.as_ref() {
+                    Some(r) => r,
+                    None => {
+                        built = http_request(&path, bodies.get(turn).map_or(&[][..], |b| b), round);
+                        &built
+                    }
+                };
+                sent += 1;
                 let start = Instant::now();
-                writer.write_all(&request)?;
+                writer.write_all(request)?;
                 let head = read_head(&mut reader)?.ok_or_else(|| anyhow!("closed"))?;
                 let mut first: Option<Duration> = None;
                 let mut tail: Vec<u8> = Vec::new();
