@@ -205,10 +205,23 @@ def prometheus(gw) -> dict:
 
 
 def settled(gw) -> dict:
-    """Metrics once the filter has handed its pending counts to Envoy (it does so every second)."""
+    """Metrics once the filter has handed every pending count to Envoy. It does so on a tick
+    about once a second, and a tick that comes a little early waits for the next one, so a fixed
+    sleep can read a count still pending (it did, on a busy machine): wait until two scrapes
+    2.5 s apart agree on every filter series, within a generous bound."""
     import time
-    time.sleep(1.3)
-    return prometheus(gw)
+
+    def filter_series(metrics):
+        return {k: v for k, v in metrics.items() if k.startswith(("tollgate_", "gen_ai_"))}
+
+    deadline = time.time() + 30
+    last = prometheus(gw)
+    while True:
+        time.sleep(2.5)
+        now = prometheus(gw)
+        if filter_series(now) == filter_series(last) or time.time() > deadline:
+            return now
+        last = now
 
 
 def test_metrics_count_outcomes_findings_tokens_cost_and_estimates(gateway, recorder):
