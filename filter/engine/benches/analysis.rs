@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
     ));
     group.bench_function("20_turns_history_cache", |b| {
         b.iter(|| {
-            let mut cache = engine.new_scan_cache();
+            let mut cache = engine.new_scan_cache([7; 16]);
             for body in &turns {
                 black_box(
                     engine

@@ -374,9 +374,10 @@ impl Engine {
         })
     }
 
-    /// A new cache of scanned request segments, sized as configured (ADR 0015).
-    pub fn new_scan_cache(&self) -> ScanCache {
-        ScanCache::new(self.history_cache_bytes)
+    /// A new cache of scanned request segments, sized as configured, its digests keyed with
+    /// `secret` (random, from the shell: ADR 0015).
+    pub fn new_scan_cache(&self, secret: [u8; 16]) -> ScanCache {
+        ScanCache::new(self.history_cache_bytes, secret)
     }
 
     pub fn limits(&self) -> Limits {
@@ -543,7 +544,7 @@ impl Engine {
             let set = self.request_set(seg.role);
             let key = cache
                 .worth_caching(seg.text.len())
-                .then(|| ScanCache::key(&self.scan_digest, set, &seg.text));
+                .then(|| cache.key(&self.scan_digest, set, &seg.text));
             if let Some((found, tokens)) = key.as_ref().and_then(|k| cache.get(k)) {
                 hits.extend(found.iter().map(|h| (si, *h)));
                 text_tokens += tokens;

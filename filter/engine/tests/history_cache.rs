@@ -158,7 +158,14 @@ fn a_cached_turn_is_exactly_an_uncached_one() {
             ("/v1/messages", anthropic_conversation),
         ] {
             for length in [BodyLength::Free, BodyLength::Keep] {
-                let cache = replay(&e, path, conversation, turns, length, e.new_scan_cache());
+                let cache = replay(
+                    &e,
+                    path,
+                    conversation,
+                    turns,
+                    length,
+                    e.new_scan_cache([7; 16]),
+                );
                 let s = cache.stats();
                 // from the second turn on, every earlier long message is a hit
                 assert!(
@@ -201,7 +208,7 @@ fn a_cache_never_hands_one_configuration_what_another_found() {
         openai_conversation,
         6,
         BodyLength::Free,
-        ScanCache::new(1 << 20),
+        ScanCache::new(1 << 20, [7; 16]),
     );
     // the whole last turn again, under the other configuration: not one lookup may hit
     let before = cache.stats();
@@ -232,7 +239,7 @@ fn a_small_cache_stays_within_its_bound_and_still_agrees() {
         openai_conversation,
         12,
         BodyLength::Free,
-        ScanCache::new(limit),
+        ScanCache::new(limit, [7; 16]),
     );
     let s = cache.stats();
     assert!(s.bytes <= limit, "{s:?}");
@@ -242,8 +249,8 @@ fn a_small_cache_stays_within_its_bound_and_still_agrees() {
 #[test]
 fn the_history_cache_is_configured_and_validated() {
     let off = engine(r#"{"history_cache": {"max_bytes": 0}}"#);
-    assert!(!off.new_scan_cache().worth_caching(1 << 20));
-    assert!(engine("{}").new_scan_cache().worth_caching(1 << 20));
+    assert!(!off.new_scan_cache([7; 16]).worth_caching(1 << 20));
+    assert!(engine("{}").new_scan_cache([7; 16]).worth_caching(1 << 20));
     let err = Engine::from_json(br#"{"history_cache": {"max_bytes": 1000000000000}}"#)
         .err()
         .map(|e| e.to_string())

@@ -429,7 +429,7 @@ mod tests {
         let shared = Rc::new(Shared {
             forwarder: None,
             watch: RefCell::new(HoldWatch::new(release)),
-            scan_cache: RefCell::new(engine.new_scan_cache()),
+            scan_cache: RefCell::new(engine.new_scan_cache([7; 16])),
         });
         let envoy = Envoy::default();
         let ex = Exchange::new(

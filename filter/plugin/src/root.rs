@@ -286,7 +286,7 @@ impl RootContext for Root {
         self.shared = Rc::new(Shared {
             forwarder,
             watch: RefCell::new(watch),
-            scan_cache: RefCell::new(engine.new_scan_cache()),
+            scan_cache: RefCell::new(engine.new_scan_cache(random_secret())),
         });
         self.cache_reported = CacheStats::default();
         self.set_tick_period(tick);
@@ -308,4 +308,21 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// 16 unpredictable bytes for the history cache's digest key: the standard library seeds its
+/// hash maps from the host's random source (WASI `random_get`, which Envoy provides), and two
+/// maps' hashes of a constant under those seeds are as unpredictable as the seeds.
+fn random_secret() -> [u8; 16] {
+    use std::hash::BuildHasher;
+    let a = std::collections::hash_map::RandomState::new().hash_one(0x746f_6c6c_u64);
+    let b = std::collections::hash_map::RandomState::new().hash_one(0x6761_7465_u64);
+    let mut secret = [0u8; 16];
+    for (s, v) in secret
+        .iter_mut()
+        .zip(a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
+    {
+        *s = v;
+    }
+    secret
 }
