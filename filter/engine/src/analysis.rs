@@ -7,6 +7,7 @@ use crate::config::RawConfig;
 use crate::detect::output::PromptFingerprint;
 use crate::detect::{DetectorSettings, Detectors, Hit, RuleKind, ScanSet, Severity};
 use crate::error::EngineError;
+use crate::json_doc::{self, JsonNode};
 use crate::json_edit::{self, Splice};
 use crate::normalize::Normalizer;
 use crate::policy::{block_body, risk_score, Action, Decision, Policy, Redactor};
@@ -17,6 +18,7 @@ use crate::tenant::TenantResolver;
 use crate::usage::{estimate_tokens, Usage};
 use serde::Serialize;
 use serde_json::Value;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A configured route.
@@ -527,15 +529,17 @@ impl Engine {
                 limit: self.limits.max_request_body_bytes,
             });
         }
-        let mut value: Value =
-            serde_json::from_slice(body).map_err(|e| EngineError::malformed("request", e))?;
-        if !value.is_object() {
+        let doc = json_doc::parse(body).map_err(|e| EngineError::malformed("request", e))?;
+        if !matches!(doc.root, JsonNode::Object { .. }) {
             return Err(EngineError::malformed(
                 "request",
                 "top level is not a JSON object",
             ));
         }
-        let parsed = provider::parse_request_value(route.operation, &value);
+        let parsed = provider::parse_request_value(route.operation, &doc.root);
+        // spans are exact unless a key repeats (then the locating pass decides, ADR 0016)
+        let by_span = !doc.duplicate_keys;
+        drop(doc);
         let mut normalizer = Normalizer::new();
         let mut hits: Vec<(usize, Hit)> = Vec::new();
         let mut scratch = Vec::new();
@@ -608,7 +612,7 @@ impl Engine {
         } else {
             Vec::new()
         };
-        match splice_request(body, &parsed.segments, &texts, inject, length) {
+        match splice_request(body, &parsed.segments, &texts, inject, length, by_span) {
             Some((new_body, injected)) => {
                 analysis.strip_usage_chunk = injected;
                 if new_body != body {
@@ -627,7 +631,11 @@ impl Engine {
                 analysis.block = Some(self.block_reply(route, &redacting));
             }
             None => {
-                // not locatable in the original bytes: re-serialise the parsed document
+                // not locatable in the original bytes (rare: a repeated key on the way):
+                // re-serialise the document as serde_json reads it
+                let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+                    return Ok(analysis);
+                };
                 for (si, text) in texts {
                     if let Some(slot) = parsed
                         .segments
@@ -902,6 +910,7 @@ impl Engine {
     /// decision.
     pub fn scan_text(&self, text: &str) -> (Vec<Finding>, f32, Decision) {
         let seg = Segment {
+            span: None,
             role: Role::User,
             message_index: 0,
             pointer: String::new(),
@@ -1004,16 +1013,33 @@ fn splice_request(
     texts: &[(usize, String)],
     inject: bool,
     length: BodyLength,
+    by_span: bool,
 ) -> Option<(Vec<u8>, bool)> {
     let mut splices = Vec::with_capacity(texts.len() + 1);
-    let pointers: Vec<&str> = texts
-        .iter()
-        .filter_map(|(si, _)| segments.get(*si).map(|seg| seg.pointer.as_str()))
-        .collect();
-    // one pass for every redacted string (a body can hold thousands of them)
-    let found = json_edit::locate_all(body, &pointers).ok()?;
-    for (si, text) in texts {
-        let range = found.get(&segments.get(*si)?.pointer)?.clone();
+    let spans: Option<Vec<Range<usize>>> = if by_span {
+        texts
+            .iter()
+            .map(|(si, _)| segments.get(*si).and_then(|seg| seg.span.clone()))
+            .collect()
+    } else {
+        None
+    };
+    let ranges = match spans {
+        Some(spans) => spans,
+        None => {
+            let pointers: Vec<&str> = texts
+                .iter()
+                .filter_map(|(si, _)| segments.get(*si).map(|seg| seg.pointer.as_str()))
+                .collect();
+            // one pass for every redacted string (a body can hold thousands of them)
+            let found = json_edit::locate_all(body, &pointers).ok()?;
+            texts
+                .iter()
+                .map(|(si, _)| Some(found.get(&segments.get(*si)?.pointer)?.clone()))
+                .collect::<Option<Vec<_>>>()?
+        }
+    };
+    for ((_, text), range) in texts.iter().zip(ranges) {
         splices.push(Splice {
             range,
             bytes: serde_json::to_vec(text).ok()?,

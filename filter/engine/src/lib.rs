@@ -11,6 +11,7 @@
 //! - [`normalize`]: text folding for keyword rules, with an exact map back to the original bytes.
 //! - [`detect`]: rule tables, PII validators, secrets, encoded payloads, output rules.
 //! - [`scan_cache`]: request messages scanned once, looked up when a conversation is resent.
+//! - [`json_doc`]: request bodies parsed in one pass, strings borrowed with their byte spans.
 //! - [`json_edit`]: values located by JSON pointer and replaced in place, length kept or not.
 //! - [`policy`]: actions, decisions, redaction text, provider-shaped block bodies.
 //! - [`tenant`]: who a request belongs to (header, JWT claim, API-key hash, peer principal).
@@ -29,6 +30,7 @@ pub mod exchange;
 pub mod flow;
 pub mod forward;
 pub mod hold;
+pub mod json_doc;
 pub mod json_edit;
 pub mod normalize;
 pub mod policy;

@@ -194,6 +194,25 @@ fn redaction_rewrites_only_the_matched_spans_and_keeps_valid_json() {
 }
 
 #[test]
+fn a_repeated_key_is_redacted_as_serde_json_reads_it_and_no_copy_leaks() {
+    let e = engine(r#"{"policy": {"categories": {"pii": "redact"}}}"#);
+    let route = e
+        .route(None, "/v1/chat/completions")
+        .unwrap_or_else(|| panic!("route"));
+    // an upstream may read either `content`: neither may carry the address
+    let text = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"first jane@example.com","content":"mail jane@example.com"}]}"#;
+    let a = e
+        .analyze_request(&route, text.as_bytes())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(a.decision, Decision::Redact);
+    let out = a.rewritten_body.unwrap_or_default();
+    let raw = String::from_utf8_lossy(&out);
+    assert!(!raw.contains("jane@example.com"), "{raw}");
+    let out: Value = serde_json::from_slice(&out).unwrap_or_else(|err| panic!("{err}: {raw}"));
+    assert_eq!(out["messages"][0]["content"], "mail [EMAIL_1]");
+}
+
+#[test]
 fn mask_and_hash_redaction_modes() {
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "card 4111 1111 1111 1111"}]});
     let mask = analyze(

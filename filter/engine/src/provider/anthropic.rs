@@ -6,12 +6,23 @@ use super::{
     get, get_array, get_bool, get_str, get_u64, index_u32, ptr, push_leaves, push_str, role_of,
     ParsedRequest, ParsedResponse, Role, Segment, StreamEventInfo, UsagePatch,
 };
+use crate::json_doc::JsonRead;
 use serde_json::Value;
 
-fn push_blocks(out: &mut Vec<Segment>, content: Option<&Value>, role: Role, idx: u32, base: &str) {
-    match content {
-        Some(Value::String(_)) => push_str(out, content, role, idx, base.to_string()),
-        Some(Value::Array(blocks)) => {
+fn push_blocks<J: JsonRead>(
+    out: &mut Vec<Segment>,
+    content: Option<&J>,
+    role: Role,
+    idx: u32,
+    base: &str,
+) {
+    let Some(content) = content else {
+        return;
+    };
+    if content.as_text().is_some() {
+        push_str(out, Some(content), role, idx, base.to_string());
+    } else if let Some(blocks) = content.as_items() {
+        {
             for (j, block) in blocks.iter().enumerate() {
                 let p = ptr(base, j);
                 match get_str(block, "type") {
@@ -53,12 +64,11 @@ fn push_blocks(out: &mut Vec<Segment>, content: Option<&Value>, role: Role, idx:
                 }
             }
         }
-        _ => {}
     }
 }
 
 /// Messages request.
-pub fn request(v: &Value) -> ParsedRequest {
+pub fn request<J: JsonRead>(v: &J) -> ParsedRequest {
     let mut segments = Vec::new();
     push_blocks(&mut segments, get(v, "system"), Role::System, 0, "/system");
     for (i, msg) in get_array(v, "messages").iter().enumerate() {

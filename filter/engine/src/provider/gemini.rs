@@ -6,9 +6,10 @@ use super::{
     get, get_array, get_str, get_u64, index_u32, ptr, push_leaves, push_str, role_of,
     ParsedRequest, ParsedResponse, Role, Segment, StreamEventInfo, UsagePatch,
 };
+use crate::json_doc::JsonRead;
 use serde_json::Value;
 
-fn push_parts(out: &mut Vec<Segment>, content: &Value, role: Role, idx: u32, base: &str) {
+fn push_parts<J: JsonRead>(out: &mut Vec<Segment>, content: &J, role: Role, idx: u32, base: &str) {
     for (j, part) in get_array(content, "parts").iter().enumerate() {
         let p = ptr(&ptr(base, "parts"), j);
         push_str(out, get(part, "text"), role, idx, ptr(&p, "text"));
@@ -33,7 +34,7 @@ fn push_parts(out: &mut Vec<Segment>, content: &Value, role: Role, idx: u32, bas
 }
 
 /// Request; the model and stream flag come from the path.
-pub fn request(v: &Value, stream: bool) -> ParsedRequest {
+pub fn request<J: JsonRead>(v: &J, stream: bool) -> ParsedRequest {
     let mut segments = Vec::new();
     for key in ["systemInstruction", "system_instruction"] {
         if let Some(sys) = get(v, key) {

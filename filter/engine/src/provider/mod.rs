@@ -13,6 +13,7 @@ pub mod gemini;
 pub mod openai;
 
 use crate::error::EngineError;
+use crate::json_doc::{self, JsonNode, JsonRead};
 use crate::usage::Usage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -184,6 +185,9 @@ pub struct Segment {
     pub message_index: u32,
     /// JSON pointer (RFC 6901) of the string in the body.
     pub pointer: String,
+    /// The byte range of the string's literal (quotes included) in the body, when it was read
+    /// from a [`JsonNode`] tree (requests).
+    pub span: Option<std::ops::Range<usize>>,
     pub text: String,
 }
 
@@ -284,19 +288,19 @@ pub struct StreamEventInfo {
 
 /// Parses a request body for `operation`.
 pub fn parse_request(operation: Operation, body: &[u8]) -> Result<ParsedRequest, EngineError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| EngineError::malformed("request", e))?;
-    if !value.is_object() {
+    let doc = json_doc::parse(body).map_err(|e| EngineError::malformed("request", e))?;
+    if !matches!(doc.root, JsonNode::Object { .. }) {
         return Err(EngineError::malformed(
             "request",
             "top level is not a JSON object",
         ));
     }
-    Ok(parse_request_value(operation, &value))
+    Ok(parse_request_value(operation, &doc.root))
 }
 
-/// Like [`parse_request`], from an already parsed value.
-pub fn parse_request_value(operation: Operation, value: &Value) -> ParsedRequest {
+/// Like [`parse_request`], from an already parsed value (a [`JsonNode`] tree: its segments
+/// carry their spans; a `serde_json::Value`: they do not).
+pub fn parse_request_value<J: JsonRead>(operation: Operation, value: &J) -> ParsedRequest {
     match operation {
         Operation::ChatCompletions => openai::chat_request(value),
         Operation::Responses => openai::responses_request(value),
@@ -362,12 +366,12 @@ pub fn parse_stream_value(
 
 // ---- total accessors shared by the codecs ----
 
-pub(crate) fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_object().and_then(|o| o.get(key))
+pub(crate) fn get<'a, J: JsonRead>(v: &'a J, key: &str) -> Option<&'a J> {
+    v.member(key)
 }
 
-pub(crate) fn get_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    get(v, key).and_then(Value::as_str)
+pub(crate) fn get_str<'a, J: JsonRead>(v: &'a J, key: &str) -> Option<&'a str> {
+    get(v, key).and_then(J::as_text)
 }
 
 pub(crate) fn get_u64(v: &Value, key: &str) -> Option<u64> {
@@ -380,15 +384,12 @@ pub(crate) fn get_u64(v: &Value, key: &str) -> Option<u64> {
     })
 }
 
-pub(crate) fn get_bool(v: &Value, key: &str) -> bool {
-    get(v, key).and_then(Value::as_bool).unwrap_or(false)
+pub(crate) fn get_bool<J: JsonRead>(v: &J, key: &str) -> bool {
+    get(v, key).and_then(J::as_flag).unwrap_or(false)
 }
 
-pub(crate) fn get_array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    get(v, key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+pub(crate) fn get_array<'a, J: JsonRead>(v: &'a J, key: &str) -> &'a [J] {
+    get(v, key).and_then(J::as_items).unwrap_or_default()
 }
 
 /// Appends one escaped reference token to a JSON pointer.
@@ -402,30 +403,33 @@ pub(crate) fn ptr(base: &str, token: impl std::fmt::Display) -> String {
 }
 
 /// Pushes a segment when `v` is a non-empty string.
-pub(crate) fn push_str(
+pub(crate) fn push_str<J: JsonRead>(
     out: &mut Vec<Segment>,
-    v: Option<&Value>,
+    v: Option<&J>,
     role: Role,
     message_index: u32,
     pointer: String,
 ) {
-    if let Some(text) = v.and_then(Value::as_str) {
-        if !text.is_empty() {
-            out.push(Segment {
-                role,
-                message_index,
-                pointer,
-                text: text.to_string(),
-            });
+    if let Some(v) = v {
+        if let Some(text) = v.as_text() {
+            if !text.is_empty() {
+                out.push(Segment {
+                    role,
+                    message_index,
+                    pointer,
+                    span: v.span(),
+                    text: text.to_string(),
+                });
+            }
         }
     }
 }
 
 /// Pushes every string leaf under `v` (tool inputs and results that are JSON objects), to a
 /// bounded depth.
-pub(crate) fn push_leaves(
+pub(crate) fn push_leaves<J: JsonRead>(
     out: &mut Vec<Segment>,
-    v: &Value,
+    v: &J,
     role: Role,
     message_index: u32,
     pointer: String,
@@ -434,30 +438,20 @@ pub(crate) fn push_leaves(
     if depth > 16 {
         return;
     }
-    match v {
-        Value::String(s) if !s.is_empty() => {
-            out.push(Segment {
-                role,
-                message_index,
-                pointer,
-                text: s.clone(),
-            });
+    if v.as_text().is_some() {
+        push_str(out, Some(v), role, message_index, pointer);
+    } else if let Some(items) = v.as_items() {
+        for (i, item) in items.iter().enumerate() {
+            push_leaves(out, item, role, message_index, ptr(&pointer, i), depth + 1);
         }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                push_leaves(out, item, role, message_index, ptr(&pointer, i), depth + 1);
-            }
-        }
-        Value::Object(map) => {
-            for (k, item) in map {
-                push_leaves(out, item, role, message_index, ptr(&pointer, k), depth + 1);
-            }
-        }
-        _ => {}
+    } else {
+        v.each_member(&mut |k, item| {
+            push_leaves(out, item, role, message_index, ptr(&pointer, k), depth + 1);
+        });
     }
 }
 
-pub(crate) fn role_of(v: &Value) -> Role {
+pub(crate) fn role_of<J: JsonRead>(v: &J) -> Role {
     Role::from_wire(get_str(v, "role").unwrap_or("user"))
 }
 

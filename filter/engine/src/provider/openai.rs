@@ -5,35 +5,43 @@ use super::{
     get, get_array, get_bool, get_str, get_u64, index_u32, ptr, push_leaves, push_str, role_of,
     ParsedRequest, ParsedResponse, Role, Segment, StreamEventInfo, UsagePatch,
 };
+use crate::json_doc::JsonRead;
 use serde_json::Value;
 
-fn model(v: &Value) -> Option<String> {
+fn model<J: JsonRead>(v: &J) -> Option<String> {
     get_str(v, "model").map(str::to_string)
 }
 
 /// Content that is a string or an array of parts with `text` (chat `text`, Responses
 /// `input_text`/`output_text`, `refusal`).
-fn push_content(out: &mut Vec<Segment>, content: Option<&Value>, role: Role, idx: u32, base: &str) {
-    match content {
-        Some(Value::String(_)) => push_str(out, content, role, idx, base.to_string()),
-        Some(Value::Array(parts)) => {
-            for (j, part) in parts.iter().enumerate() {
-                let p = ptr(base, j);
-                if let Some(Value::String(_)) = get(part, "text") {
-                    push_str(out, get(part, "text"), role, idx, ptr(&p, "text"));
-                } else if part.is_string() {
-                    push_str(out, Some(part), role, idx, p);
-                } else if get_str(part, "type") == Some("refusal") {
-                    push_str(out, get(part, "refusal"), role, idx, ptr(&p, "refusal"));
-                }
+fn push_content<J: JsonRead>(
+    out: &mut Vec<Segment>,
+    content: Option<&J>,
+    role: Role,
+    idx: u32,
+    base: &str,
+) {
+    let Some(content) = content else {
+        return;
+    };
+    if content.as_text().is_some() {
+        push_str(out, Some(content), role, idx, base.to_string());
+    } else if let Some(parts) = content.as_items() {
+        for (j, part) in parts.iter().enumerate() {
+            let p = ptr(base, j);
+            if get_str(part, "text").is_some() {
+                push_str(out, get(part, "text"), role, idx, ptr(&p, "text"));
+            } else if part.as_text().is_some() {
+                push_str(out, Some(part), role, idx, p);
+            } else if get_str(part, "type") == Some("refusal") {
+                push_str(out, get(part, "refusal"), role, idx, ptr(&p, "refusal"));
             }
         }
-        _ => {}
     }
 }
 
 /// `POST /v1/chat/completions` request.
-pub fn chat_request(v: &Value) -> ParsedRequest {
+pub fn chat_request<J: JsonRead>(v: &J) -> ParsedRequest {
     let mut segments = Vec::new();
     for (i, msg) in get_array(v, "messages").iter().enumerate() {
         let idx = index_u32(i);
@@ -78,7 +86,7 @@ pub fn chat_request(v: &Value) -> ParsedRequest {
 }
 
 /// `POST /v1/responses` request.
-pub fn responses_request(v: &Value) -> ParsedRequest {
+pub fn responses_request<J: JsonRead>(v: &J) -> ParsedRequest {
     let mut segments = Vec::new();
     push_str(
         &mut segments,
@@ -87,57 +95,50 @@ pub fn responses_request(v: &Value) -> ParsedRequest {
         0,
         "/instructions".into(),
     );
-    match get(v, "input") {
-        Some(Value::String(_)) => push_str(
-            &mut segments,
-            get(v, "input"),
-            Role::User,
-            0,
-            "/input".into(),
-        ),
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let idx = index_u32(i);
-                let base = ptr("/input", i);
-                match get_str(item, "type") {
-                    Some("function_call_output") | Some("custom_tool_call_output") => {
-                        match get(item, "output") {
-                            Some(out @ Value::String(_)) => push_str(
-                                &mut segments,
-                                Some(out),
-                                Role::Tool,
-                                idx,
-                                ptr(&base, "output"),
-                            ),
-                            Some(other) => push_leaves(
-                                &mut segments,
-                                other,
-                                Role::Tool,
-                                idx,
-                                ptr(&base, "output"),
-                                0,
-                            ),
-                            None => {}
-                        }
+    let input = get(v, "input");
+    if input.and_then(J::as_text).is_some() {
+        push_str(&mut segments, input, Role::User, 0, "/input".into());
+    } else if let Some(items) = input.and_then(J::as_items) {
+        for (i, item) in items.iter().enumerate() {
+            let idx = index_u32(i);
+            let base = ptr("/input", i);
+            match get_str(item, "type") {
+                Some("function_call_output") | Some("custom_tool_call_output") => {
+                    match get(item, "output") {
+                        Some(out) if out.as_text().is_some() => push_str(
+                            &mut segments,
+                            Some(out),
+                            Role::Tool,
+                            idx,
+                            ptr(&base, "output"),
+                        ),
+                        Some(other) => push_leaves(
+                            &mut segments,
+                            other,
+                            Role::Tool,
+                            idx,
+                            ptr(&base, "output"),
+                            0,
+                        ),
+                        None => {}
                     }
-                    Some("function_call") => push_str(
-                        &mut segments,
-                        get(item, "arguments"),
-                        Role::Assistant,
-                        idx,
-                        ptr(&base, "arguments"),
-                    ),
-                    _ => push_content(
-                        &mut segments,
-                        get(item, "content"),
-                        role_of(item),
-                        idx,
-                        &ptr(&base, "content"),
-                    ),
                 }
+                Some("function_call") => push_str(
+                    &mut segments,
+                    get(item, "arguments"),
+                    Role::Assistant,
+                    idx,
+                    ptr(&base, "arguments"),
+                ),
+                _ => push_content(
+                    &mut segments,
+                    get(item, "content"),
+                    role_of(item),
+                    idx,
+                    &ptr(&base, "content"),
+                ),
             }
         }
-        _ => {}
     }
     ParsedRequest {
         model: model(v),
@@ -148,7 +149,7 @@ pub fn responses_request(v: &Value) -> ParsedRequest {
 }
 
 /// `POST /v1/embeddings` request: `input` is a string, strings, or token arrays (not scanned).
-pub fn embeddings_request(v: &Value) -> ParsedRequest {
+pub fn embeddings_request<J: JsonRead>(v: &J) -> ParsedRequest {
     let mut segments = Vec::new();
     push_inputs(&mut segments, get(v, "input"), "/input");
     ParsedRequest {
@@ -160,7 +161,7 @@ pub fn embeddings_request(v: &Value) -> ParsedRequest {
 }
 
 /// Legacy `POST /v1/completions` request: `prompt` is a string or strings.
-pub fn completions_request(v: &Value) -> ParsedRequest {
+pub fn completions_request<J: JsonRead>(v: &J) -> ParsedRequest {
     let mut segments = Vec::new();
     push_inputs(&mut segments, get(v, "prompt"), "/prompt");
     let include_usage = get(v, "stream_options").is_some_and(|o| get_bool(o, "include_usage"));
@@ -172,15 +173,16 @@ pub fn completions_request(v: &Value) -> ParsedRequest {
     }
 }
 
-fn push_inputs(out: &mut Vec<Segment>, input: Option<&Value>, base: &str) {
-    match input {
-        Some(Value::String(_)) => push_str(out, input, Role::User, 0, base.to_string()),
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                push_str(out, Some(item), Role::User, index_u32(i), ptr(base, i));
-            }
+fn push_inputs<J: JsonRead>(out: &mut Vec<Segment>, input: Option<&J>, base: &str) {
+    let Some(input) = input else {
+        return;
+    };
+    if input.as_text().is_some() {
+        push_str(out, Some(input), Role::User, 0, base.to_string());
+    } else if let Some(items) = input.as_items() {
+        for (i, item) in items.iter().enumerate() {
+            push_str(out, Some(item), Role::User, index_u32(i), ptr(base, i));
         }
-        _ => {}
     }
 }
 
