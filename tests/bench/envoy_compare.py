@@ -15,6 +15,12 @@ carries a number unique to the request), `agent` (an agent conversation
 of 20 turns replayed turn by turn, each request resending the history, every replay a new
 conversation) and `stream`.
 
+`--memory-workers N` then measures what one more worker costs: Envoys with and without the
+filter at `--concurrency 1` and `N`, each loaded with every case over 4·N connections (so every
+worker's VM analyses requests), and reports (RSS difference at N − at 1) / (N − 1): the
+resident memory one worker VM adds, the main thread's VM and compiled code shared by all
+excluded.
+
 `--mode default` is the Wasm config Istio's WasmPlugin renders (the body hold, ADR 0013);
 `--mode strict` sets allow_on_headers_stop_iteration and request_hold.mode "headers".
 """
@@ -107,14 +113,14 @@ def agent_conversation(turns: int = 20) -> list[bytes]:
 
 class Envoy:
     def __init__(self, upstream_port: int, with_filter: bool, workdir: Path, plugin_config: str = "{}",
-                 header_hold: bool = False, wasm: Path = WASM):
+                 header_hold: bool = False, wasm: Path = WASM, concurrency: int = 1):
         self.port, self.admin = free_port(), free_port()
-        name = "with" if with_filter else "without"
+        name = ("with" if with_filter else "without") + (f"-{concurrency}" if concurrency > 1 else "")
         cfg = workdir / f"envoy-{name}.yaml"
         cfg.write_text(render.render(str(wasm), self.port, self.admin, f"http://127.0.0.1:{upstream_port}", plugin_config,
                                      access_log="/dev/null", with_filter=with_filter, header_hold=header_hold))
         self.log = open(workdir / f"envoy-{name}.log", "w")
-        self.proc = subprocess.Popen(pinned(0, [envoy_binary(), "-c", str(cfg), "--concurrency", "1",
+        self.proc = subprocess.Popen(pinned(0, [envoy_binary(), "-c", str(cfg), "--concurrency", str(concurrency),
                                                 "--use-dynamic-base-id", "-l", "warning"]),
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
@@ -143,6 +149,13 @@ class Envoy:
                     return int(line.rsplit(":", 1)[1])
         return 0
 
+    def connections_per_worker(self) -> list[int]:
+        """Connections each worker accepted on the listener (Envoy's per-worker listener stats)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats?filter=worker_.*downstream_cx_total",
+                                    timeout=5) as r:
+            return [int(line.rsplit(":", 1)[1]) for line in r.read().decode().splitlines()
+                    if line.startswith("listener.") and ":" in line]
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -160,6 +173,31 @@ def load(port: int, body: Path, connections: int, millis: int, marker: str | Non
     return json.loads(out.stdout)
 
 
+def memory_per_worker(n: int, upstream_port: int, work: Path, plugin_config: str, strict: bool, wasm: Path,
+                      bodies: list) -> dict:
+    """Resident memory the filter adds at 1 and `n` workers, after loading every worker."""
+    added = {}
+    for workers in (1, n):
+        pair = {"with": Envoy(upstream_port, True, work, plugin_config, header_hold=strict, wasm=wasm,
+                              concurrency=workers),
+                "without": Envoy(upstream_port, False, work, concurrency=workers)}
+        try:
+            for e in pair.values():
+                for body, marker in bodies:
+                    load(e.port, body, 4 * workers, 1500, marker)
+            rss = {k: e.rss_kib() for k, e in pair.items()}
+            served = pair["with"].connections_per_worker()
+        finally:
+            for e in pair.values():
+                e.stop()
+        added[workers] = rss["with"] - rss["without"]
+        print(f"memory at {workers} worker(s): {rss}; connections per worker with the filter: {served}",
+              file=sys.stderr)
+        if len(served) < workers or min(served) == 0:
+            raise RuntimeError(f"not every worker was loaded ({served}): the per-worker figure would be low")
+    return {"added_1": added[1], "added_n": added[n], "per_worker": (added[n] - added[1]) / (n - 1)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=5)
@@ -175,6 +213,8 @@ def main() -> int:
     ap.add_argument("--before-request-hold", action="store_true",
                     help="the filter predates request_hold (an older build, for a same-day baseline): "
                          "strict mode sets only the Envoy field")
+    ap.add_argument("--memory-workers", type=int, default=0,
+                    help="also measure the resident memory one more worker VM adds (Envoys at 1 and N workers)")
     a = ap.parse_args()
     for path in (LOADGEN, a.wasm):
         if not path.exists():
@@ -229,6 +269,12 @@ def main() -> int:
             print(f"{name}: done", file=sys.stderr)
         memory = {k: e.rss_kib() for k, e in envoys.items()}
         vm_memory = envoys["with"].vm_memory_bytes()
+        for e in envoys.values():
+            e.stop()
+        envoys = {}
+        per_worker = (memory_per_worker(a.memory_workers, upstream_port, work, plugin_config, strict, a.wasm,
+                                        [(f, m) for _, f, m in cases])
+                      if a.memory_workers > 1 else None)
     finally:
         for e in envoys.values():
             e.stop()
@@ -255,9 +301,16 @@ def main() -> int:
                  f"with {memory['with'] / 1024:.1f} MiB (difference {(memory['with'] - memory['without']) / 1024:.1f} MiB: "
                  f"the filter's VMs on the main thread and the one worker, V8 included); each VM's linear "
                  f"memory (`tollgate_vm_memory_bytes`): {vm_memory / 2**20:.1f} MiB.")
+    if per_worker:
+        lines.append("")
+        lines.append(f"Per worker VM (Envoys at 1 and {a.memory_workers} workers, loaded): resident memory with "
+                     f"− without the filter {per_worker['added_1'] / 1024:.1f} MiB at 1 worker, "
+                     f"{per_worker['added_n'] / 1024:.1f} MiB at {a.memory_workers}: "
+                     f"**{per_worker['per_worker'] / 1024:.1f} MiB per additional worker VM**.")
     print("\n".join(lines))
     if a.json:
-        Path(a.json).write_text(json.dumps({"results": results, "memory_kib": memory, "vm_memory_bytes": vm_memory}, indent=1))
+        Path(a.json).write_text(json.dumps({"results": results, "memory_kib": memory, "vm_memory_bytes": vm_memory,
+                                            "per_worker_kib": per_worker}, indent=1))
     return 0
 
 
