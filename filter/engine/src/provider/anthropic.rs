@@ -22,46 +22,44 @@ fn push_blocks<J: JsonRead>(
     if content.as_text().is_some() {
         push_str(out, Some(content), role, idx, base.to_string());
     } else if let Some(blocks) = content.as_items() {
-        {
-            for (j, block) in blocks.iter().enumerate() {
-                let p = ptr(base, j);
-                match get_str(block, "type") {
-                    Some("text") => push_str(out, get(block, "text"), role, idx, ptr(&p, "text")),
-                    Some("tool_use") | Some("server_tool_use") => {
-                        if let Some(input) = get(block, "input") {
-                            push_leaves(out, input, role, idx, ptr(&p, "input"), 0);
-                        }
+        for (j, block) in blocks.iter().enumerate() {
+            let p = ptr(base, j);
+            match get_str(block, "type") {
+                Some("text") => push_str(out, get(block, "text"), role, idx, ptr(&p, "text")),
+                Some("tool_use") | Some("server_tool_use") => {
+                    if let Some(input) = get(block, "input") {
+                        push_leaves(out, input, role, idx, ptr(&p, "input"), 0);
                     }
-                    Some("tool_result") => push_blocks(
-                        out,
-                        get(block, "content"),
-                        Role::Tool,
-                        idx,
-                        &ptr(&p, "content"),
-                    ),
-                    Some("document") => {
-                        if let Some(src) = get(block, "source") {
-                            if get_str(src, "type") == Some("text") {
-                                push_str(
-                                    out,
-                                    get(src, "data"),
-                                    Role::Tool,
-                                    idx,
-                                    ptr(&ptr(&p, "source"), "data"),
-                                );
-                            } else if get_str(src, "type") == Some("content") {
-                                push_blocks(
-                                    out,
-                                    get(src, "content"),
-                                    Role::Tool,
-                                    idx,
-                                    &ptr(&ptr(&p, "source"), "content"),
-                                );
-                            }
-                        }
-                    }
-                    _ => {}
                 }
+                Some("tool_result") => push_blocks(
+                    out,
+                    get(block, "content"),
+                    Role::Tool,
+                    idx,
+                    &ptr(&p, "content"),
+                ),
+                Some("document") => {
+                    if let Some(src) = get(block, "source") {
+                        if get_str(src, "type") == Some("text") {
+                            push_str(
+                                out,
+                                get(src, "data"),
+                                Role::Tool,
+                                idx,
+                                ptr(&ptr(&p, "source"), "data"),
+                            );
+                        } else if get_str(src, "type") == Some("content") {
+                            push_blocks(
+                                out,
+                                get(src, "content"),
+                                Role::Tool,
+                                idx,
+                                &ptr(&ptr(&p, "source"), "content"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
