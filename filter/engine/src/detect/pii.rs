@@ -61,7 +61,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::High,
         pattern: r"\b\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?\b",
         validate: valid_card,
-        needs: Prerequisite::FourDigits,
+        needs: Prerequisite::CardDigits,
         description:
             "Payment card number (issuer prefix and length of every network, 12-19 digits, Luhn)",
     },
@@ -99,7 +99,7 @@ pub static PII_TYPES: &[PiiType] = &[
         severity: Severity::Low,
         pattern: r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b",
         validate: valid_ipv4,
-        needs: Prerequisite::DottedDigits,
+        needs: Prerequisite::DottedQuad,
         description: "IPv4 address",
     },
     PiiType {
@@ -116,22 +116,23 @@ pub static PII_TYPES: &[PiiType] = &[
 /// A cheap necessary condition for a PII pattern to match somewhere in a text. One pass over
 /// the bytes ([`prerequisites`]) finds which hold, and only the patterns whose condition holds
 /// run: a long prose text with a year in it runs two regexes instead of seven. Each condition
-/// follows from its pattern alone (a test checks them against the patterns), so skipping a
-/// pattern never loses a match.
+/// holds for every match its pattern's validator confirms (a test runs the patterns with and
+/// without the conditions), so skipping a pattern never loses a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prerequisite {
     /// `@` (email)
     At,
     /// two upper-case letters then two digits (IBAN)
     CountryCode,
-    /// four digits in a row (card)
-    FourDigits,
+    /// twelve digits in one sequence of digit groups joined by single spaces or dashes (card:
+    /// its validator wants 12 to 19 digits, its pattern allows one separator between groups)
+    CardDigits,
     /// `ddd-dd-d` or `ddd dd d` (SSN)
     SsnShape,
     /// a digit, five to 24 of `0-9 ( ) . - / space`, a digit (phone)
     DigitRun,
-    /// a digit, `.`, a digit (IPv4)
-    DottedDigits,
+    /// four digit groups joined by single dots (IPv4)
+    DottedQuad,
     /// two colons at most five bytes apart (IPv6)
     ColonPair,
 }
@@ -178,6 +179,10 @@ pub fn prerequisites(text: &[u8]) -> Prerequisites {
     // digits in a row ending here; where the current run of phone characters saw its first digit
     let mut run = 0usize;
     let mut first_digit: Option<usize> = None;
+    // digits of the current groups joined by single spaces or dashes; dots of the current groups
+    // joined by single dots (any other byte resets them, so a skipped window does too)
+    let mut card_digits = 0usize;
+    let mut quad_dots = 0usize;
     let mut i = 0usize;
     while let Some(&b) = text.get(i) {
         // outside any digit run, eight bytes without a digit change nothing: skip them at once
@@ -191,8 +196,9 @@ pub fn prerequisites(text: &[u8]) -> Prerequisites {
         }
         if b.is_ascii_digit() {
             run += 1;
-            if run == 4 {
-                found.set(Prerequisite::FourDigits);
+            card_digits += 1;
+            if card_digits == 12 {
+                found.set(Prerequisite::CardDigits);
             }
             if run == 2 && i >= 3 && upper(i - 3) && upper(i - 2) {
                 found.set(Prerequisite::CountryCode);
@@ -208,19 +214,26 @@ pub fn prerequisites(text: &[u8]) -> Prerequisites {
         if !phone_class(b) {
             first_digit = None;
         }
-        if run >= 1 {
-            if b == b'.' && digit(i + 1) {
-                found.set(Prerequisite::DottedDigits);
+        let joins = run >= 1 && digit(i + 1);
+        if !(joins && matches!(b, b' ' | b'-')) {
+            card_digits = 0;
+        }
+        if joins && b == b'.' {
+            quad_dots += 1;
+            if quad_dots == 3 {
+                found.set(Prerequisite::DottedQuad);
             }
-            if run >= 3
-                && matches!(b, b'-' | b' ')
-                && digit(i + 1)
-                && digit(i + 2)
-                && text.get(i + 3).is_some_and(|&s| matches!(s, b'-' | b' '))
-                && digit(i + 4)
-            {
-                found.set(Prerequisite::SsnShape);
-            }
+        } else {
+            quad_dots = 0;
+        }
+        if run >= 3
+            && matches!(b, b'-' | b' ')
+            && digit(i + 1)
+            && digit(i + 2)
+            && text.get(i + 3).is_some_and(|&s| matches!(s, b'-' | b' '))
+            && digit(i + 4)
+        {
+            found.set(Prerequisite::SsnShape);
         }
         run = 0;
         i += 1;
@@ -773,17 +786,54 @@ mod tests {
         }
     }
 
-    /// Every text a PII pattern matches meets the pattern's prerequisite (else skipping the
-    /// pattern would lose the match).
-    fn prerequisites_hold(text: &str) {
+    /// Every match of a PII pattern that its validator confirms, from any start, lies in a
+    /// text that meets the pattern's prerequisite (else skipping the pattern would lose the
+    /// finding). Returns how many were confirmed.
+    fn prerequisites_hold(text: &str) -> usize {
         let found = super::prerequisites(text.as_bytes());
+        let mut confirmed = 0;
         for t in super::PII_TYPES {
             let re = regex::Regex::new(&crate::detect::ascii_classes(t.pattern))
                 .unwrap_or_else(|e| panic!("{e}"));
-            if re.is_match(text) {
-                assert!(found.has(t.needs), "{} matches {text:?}", t.id);
+            let mut pos = 0;
+            while let Some(m) = re.find_at(text, pos) {
+                if super::confirm(t, text, m.start(), m.end()).is_some() {
+                    confirmed += 1;
+                    assert!(found.has(t.needs), "{} found in {text:?}", t.id);
+                }
+                pos = m.start() + 1;
+                while !text.is_char_boundary(pos) {
+                    pos += 1;
+                }
+                if pos > text.len() {
+                    break;
+                }
             }
         }
+        confirmed
+    }
+
+    /// `digits` completed with its Luhn check digit.
+    fn with_luhn_digit(digits: &str) -> String {
+        let sum: u32 = digits
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(i, b)| {
+                let d = u32::from(b - b'0');
+                if i % 2 == 0 {
+                    let d = d * 2;
+                    if d > 9 {
+                        d - 9
+                    } else {
+                        d
+                    }
+                } else {
+                    d
+                }
+            })
+            .sum();
+        format!("{digits}{}", (10 - sum % 10) % 10)
     }
 
     #[test]
@@ -802,6 +852,7 @@ mod tests {
             "a@b.cd",
             "AB12 CDEF GHIJ",
             "1234 12 12",
+            "6759 6498 2648",
             "123-45-6789",
             "1-----2",
             "1.2.3.4",
@@ -813,6 +864,13 @@ mod tests {
                 super::Prerequisites::default()
             );
         }
+        // the shortest card and address that are confirmed: the checks above are not vacuous
+        assert_eq!(prerequisites_hold("6759 6498 2648"), 1);
+        assert_eq!(prerequisites_hold("1.2.3.4"), 1);
+        // a year, a date, an amount, a version: no card or address pattern runs
+        let ordinary = super::prerequisites(b"in 2023, on 2024-01-31, 98.70 USD, v1.2.3");
+        assert!(!ordinary.has(super::Prerequisite::CardDigits));
+        assert!(!ordinary.has(super::Prerequisite::DottedQuad));
         assert_eq!(
             super::prerequisites(b"plain prose without any of them, not even a year"),
             super::Prerequisites::default()
@@ -824,6 +882,44 @@ mod tests {
         #[test]
         fn prerequisites_hold_on_any_text(text in "[0-9 A-Fa-fxX:.@()/+#-]{0,48}") {
             prerequisites_hold(&text);
+        }
+
+        /// Valid card numbers of every length, grouped and joined any way the pattern allows,
+        /// among digits, dates and addresses.
+        #[test]
+        fn prerequisites_hold_for_card_numbers(
+            prefix in "(4|5[1-5]|6011|65|3[47]|50|5[6-9]|6[0-9]|2[2-7])",
+            body in "[0-9]{18}",
+            len in 12usize..=19,
+            cuts in proptest::collection::vec((1usize..6, "[ -]?"), 0..6),
+            before in "[0-9a-z .:/-]{0,12}",
+            after in "[0-9a-z .:/-]{0,12}",
+        ) {
+            let digits = format!("{prefix}{body}");
+            let number = with_luhn_digit(digits.get(..len - 1).unwrap_or_default());
+            let mut written = String::new();
+            let mut at = 0;
+            for (n, sep) in &cuts {
+                let next = (at + n).min(number.len());
+                written.push_str(number.get(at..next).unwrap_or_default());
+                if next < number.len() {
+                    written.push_str(sep);
+                }
+                at = next;
+            }
+            written.push_str(number.get(at..).unwrap_or_default());
+            prerequisites_hold(&format!("{before}{written}{after}"));
+        }
+
+        /// IPv4 addresses among numbers, versions and dates.
+        #[test]
+        fn prerequisites_hold_for_ipv4_addresses(
+            octets in proptest::collection::vec(0u16..300, 4..6),
+            before in "[0-9a-z .:/-]{0,12}",
+            after in "[0-9a-z .:/-]{0,12}",
+        ) {
+            let ip: Vec<String> = octets.iter().map(u16::to_string).collect();
+            prerequisites_hold(&format!("{before}{}{after}", ip.join(".")));
         }
 
         #[test]
