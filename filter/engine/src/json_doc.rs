@@ -193,26 +193,15 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.at += 1;
         let start = self.at;
-        let rest = self.bytes.get(start..).unwrap_or_default();
-        let Some(end) = memchr::memchr2(b'"', b'\\', rest) else {
-            self.at = self.bytes.len();
-            return Err(self.error("unterminated string"));
-        };
-        let plain = rest.get(..end).unwrap_or_default();
-        if let Some(i) = control_character(plain) {
-            self.at = start + i;
-            return Err(self.error("control character in string"));
-        }
-        if rest.get(end) == Some(&b'"') {
-            self.at = start + end + 1;
-            return Ok(Cow::Borrowed(
-                self.text.get(start..start + end).unwrap_or_default(),
-            ));
+        let end = start + self.plain_run(start)?;
+        if self.peek_at(end) == Some(b'"') {
+            self.at = end + 1;
+            return Ok(Cow::Borrowed(self.text.get(start..end).unwrap_or_default()));
         }
         // escapes: unescape into an owned string
-        let mut out = String::with_capacity(end + 16);
-        out.push_str(self.text.get(start..start + end).unwrap_or_default());
-        self.at = start + end;
+        let mut out = String::with_capacity(end - start + 16);
+        out.push_str(self.text.get(start..end).unwrap_or_default());
+        self.at = end;
         loop {
             match self.peek() {
                 Some(b'"') => {
@@ -225,22 +214,33 @@ impl<'a> Parser<'a> {
                 }
                 Some(_) => {
                     let from = self.at;
-                    let rest = self.bytes.get(from..).unwrap_or_default();
-                    let Some(n) = memchr::memchr2(b'"', b'\\', rest) else {
-                        self.at = self.bytes.len();
-                        return Err(self.error("unterminated string"));
-                    };
-                    let chunk = rest.get(..n).unwrap_or_default();
-                    if let Some(i) = control_character(chunk) {
-                        self.at = from + i;
-                        return Err(self.error("control character in string"));
-                    }
+                    let n = self.plain_run(from)?;
                     out.push_str(self.text.get(from..from + n).unwrap_or_default());
                     self.at = from + n;
                 }
                 None => return Err(self.error("unterminated string")),
             }
         }
+    }
+
+    /// The length of the run of string bytes from `from` up to the next `"` or `\`; an error
+    /// (the cursor at the offending byte) for a raw control character or a string that never
+    /// ends.
+    fn plain_run(&mut self, from: usize) -> Result<usize, JsonError> {
+        let rest = self.bytes.get(from..).unwrap_or_default();
+        let Some(n) = memchr::memchr2(b'"', b'\\', rest) else {
+            self.at = self.bytes.len();
+            return Err(self.error("unterminated string"));
+        };
+        if let Some(i) = control_character(rest.get(..n).unwrap_or_default()) {
+            self.at = from + i;
+            return Err(self.error("control character in string"));
+        }
+        Ok(n)
+    }
+
+    fn peek_at(&self, at: usize) -> Option<u8> {
+        self.bytes.get(at).copied()
     }
 
     /// One escape after its backslash.
