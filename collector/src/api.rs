@@ -333,13 +333,14 @@ impl Params {
     }
 }
 
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "allowed",
     "tagged",
     "redacted",
     "blocked",
     "unanalysed",
     "error",
+    "rate_limited",
 ];
 
 async fn list_traces<S: Storage + Clone>(

@@ -347,6 +347,7 @@ pub fn outcome_name(code: i32) -> &'static str {
         Outcome::Blocked => "blocked",
         Outcome::Unanalysed => "unanalysed",
         Outcome::Error => "error",
+        Outcome::RateLimited => "rate_limited",
     }
 }
 

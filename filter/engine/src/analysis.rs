@@ -15,6 +15,7 @@ use crate::price::{parse_usd_micro, Price, PriceTable};
 use crate::provider::{self, Operation, ParsedRequest, Provider, Role, Segment};
 use crate::scan_cache::ScanCache;
 use crate::tenant::TenantResolver;
+use crate::tenant_limits::TenantLimits;
 use crate::usage::{estimate_tokens, Usage};
 use serde::Serialize;
 use serde_json::Value;
@@ -95,6 +96,10 @@ pub struct RequestAnalysis {
     pub rewritten_body: Option<Vec<u8>>,
     /// Estimated input tokens from the text (fallback when the provider reports nothing).
     pub input_tokens_estimate: u64,
+    /// Input tokens the request cannot exceed: one per byte of message text, plus framing.
+    pub input_tokens_bound: u64,
+    /// The most output tokens the request allows, when it sets a cap.
+    pub max_output_tokens: Option<u64>,
     /// Drop OpenAI's usage-only chunk from the stream (the filter asked for it, not the client).
     pub strip_usage_chunk: bool,
     pub(crate) fingerprint: PromptFingerprint,
@@ -117,6 +122,8 @@ impl RequestAnalysis {
             block: None,
             rewritten_body: None,
             input_tokens_estimate: 0,
+            input_tokens_bound: 0,
+            max_output_tokens: None,
             strip_usage_chunk: false,
             fingerprint: PromptFingerprint::default(),
         }
@@ -202,6 +209,7 @@ pub struct Engine {
     /// this build's version): part of every [`ScanCache`] key.
     scan_digest: [u8; 32],
     history_cache_bytes: usize,
+    tenant_limits: TenantLimits,
 }
 
 impl Engine {
@@ -315,6 +323,15 @@ impl Engine {
             };
             prices.insert(model, price);
         }
+        let route_names: Vec<&str> = if raw.routes.is_empty() {
+            crate::provider::Provider::ALL
+                .iter()
+                .map(|p| p.as_str())
+                .collect()
+        } else {
+            raw.routes.iter().map(|r| r.name.as_str()).collect()
+        };
+        let tenant_limits = TenantLimits::new(&raw.tenant_limits, &route_names)?;
         let routes = raw
             .routes
             .iter()
@@ -373,7 +390,13 @@ impl Engine {
             request_hold: raw.request_hold.clone(),
             scan_digest: scan_digest(raw),
             history_cache_bytes: raw.history_cache.max_bytes,
+            tenant_limits,
         })
+    }
+
+    /// The per-tenant limits (empty when none are configured).
+    pub fn tenant_limits(&self) -> &TenantLimits {
+        &self.tenant_limits
     }
 
     /// A new cache of scanned request segments, sized as configured, its digests keyed with
@@ -588,6 +611,11 @@ impl Engine {
             block: None,
             rewritten_body: None,
             input_tokens_estimate: estimate_input(&parsed, text_tokens),
+            input_tokens_bound: estimate_input(
+                &parsed,
+                parsed.segments.iter().map(|s| s.text.len() as u64).sum(),
+            ),
+            max_output_tokens: parsed.max_output_tokens,
             strip_usage_chunk: false,
             fingerprint: if self.output.enabled && self.output.overlap > 0.0 {
                 PromptFingerprint::new(&parsed.system_prompt())

@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub request_hold: RawRequestHold,
     /// The cache of scanned request messages (docs/configuration.md, "History cache"; ADR 0015).
     pub history_cache: RawHistoryCache,
+    /// Requests, tokens and money each tenant may use per window (docs/limits.md; ADR 0017).
+    pub tenant_limits: crate::tenant_limits::RawTenantLimits,
 }
 
 /// The cache of scanned request segments (ADR 0015). Chat and agent clients resend the whole

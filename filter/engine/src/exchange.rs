@@ -19,7 +19,7 @@ pub const MAX_SUMMARY_FINDINGS: usize = 32;
 
 /// How an exchange ended, from the gateway's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Analysed; nothing enforced beyond logging.
     Allowed,
@@ -33,6 +33,8 @@ pub enum Outcome {
     Unanalysed,
     /// The upstream answered 5xx or reported an error inside its stream.
     Error,
+    /// Refused with 429 by a per-tenant limit or budget.
+    RateLimited,
 }
 
 impl Outcome {
@@ -44,6 +46,7 @@ impl Outcome {
             Outcome::Blocked => "blocked",
             Outcome::Unanalysed => "unanalysed",
             Outcome::Error => "error",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }
@@ -101,6 +104,7 @@ pub mod metric {
     pub const COST: &str = "tollgate.cost_micro_usd";
     pub const TTFT: &str = "gen_ai.server.time_to_first_token_ms";
     pub const DURATION: &str = "gen_ai.server.request.duration_ms";
+    pub const RATE_LIMITED: &str = "tollgate.rate_limited";
 }
 
 /// Counter or histogram.
@@ -165,6 +169,8 @@ pub struct ExchangeRecord {
     /// Strongest response-side decision that was applied.
     pub(crate) response_decision: Decision,
     pub(crate) blocked_by: Option<Arc<str>>,
+    /// The per-tenant limit that refused the request.
+    pub(crate) rate_limited: Option<Arc<str>>,
     pub(crate) findings: Vec<Finding>,
     pub(crate) usage: Option<Usage>,
     pub(crate) cost_micro_usd: Option<u64>,
@@ -200,6 +206,7 @@ impl ExchangeRecord {
             request_decision: Decision::Allow,
             response_decision: Decision::Allow,
             blocked_by: None,
+            rate_limited: None,
             findings: Vec::new(),
             usage: None,
             cost_micro_usd: None,
@@ -253,6 +260,7 @@ impl ExchangeRecord {
             Outcome::Blocked => pb::Outcome::Blocked,
             Outcome::Unanalysed => pb::Outcome::Unanalysed,
             Outcome::Error => pb::Outcome::Error,
+            Outcome::RateLimited => pb::Outcome::RateLimited,
         };
         pb::TraceSummary {
             request_id: self.request_id.clone(),
@@ -318,6 +326,7 @@ impl ExchangeRecord {
             blocked_by: self.blocked_by.as_deref().unwrap_or_default().to_string(),
             stream_incomplete: self.stream && self.stream_incomplete,
             excerpt: String::new(),
+            rate_limited: self.rate_limited.as_deref().unwrap_or_default().to_string(),
         }
     }
 
@@ -364,6 +373,21 @@ impl ExchangeRecord {
     pub fn blocked_by(&mut self, rule: Arc<str>) {
         self.blocked_by = Some(rule);
         self.request_decision = Decision::Block;
+    }
+
+    /// The request was refused by the per-tenant limit `limit` (answered locally with 429).
+    pub fn rate_limited_by(&mut self, limit: Arc<str>) {
+        self.rate_limited = Some(limit);
+    }
+
+    /// Usage and cost as recorded so far (reported, or the flagged estimate).
+    pub fn usage_and_cost(&self) -> (Option<&Usage>, Option<u64>) {
+        (self.usage.as_ref(), self.cost_micro_usd)
+    }
+
+    /// The HTTP status the client received, once known.
+    pub fn status(&self) -> Option<u16> {
+        self.status
     }
 
     /// The filter answered the request itself with `status`.
@@ -436,6 +460,13 @@ impl ExchangeRecord {
             ],
             1,
         )];
+        if let Some(limit) = &self.rate_limited {
+            out.push(counter(
+                metric::RATE_LIMITED,
+                vec![("limit", limit.to_string())],
+                1,
+            ));
+        }
         if let Some(reason) = self.unanalysed {
             out.push(counter(
                 metric::UNANALYSED,
@@ -536,7 +567,9 @@ impl ExchangeRecord {
     /// How the exchange ended.
     pub fn outcome(&self) -> Outcome {
         let decision = self.request_decision.max(self.response_decision);
-        if decision == Decision::Block {
+        if self.rate_limited.is_some() {
+            Outcome::RateLimited
+        } else if decision == Decision::Block {
             Outcome::Blocked
         } else if self.upstream_error {
             Outcome::Error
@@ -586,6 +619,7 @@ impl ExchangeRecord {
             unanalysed: self.unanalysed,
             response_unanalysed: self.response_unanalysed,
             blocked_by: self.blocked_by.as_deref(),
+            rate_limited: self.rate_limited.as_deref(),
             risk: (self.risk_score * 1000.0).round() / 1000.0,
             findings_count: self.findings.len(),
             findings: self
@@ -649,6 +683,8 @@ struct Summary<'a> {
     unanalysed: Option<Unanalysed>,
     response_unanalysed: Option<Unanalysed>,
     blocked_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limited: Option<&'a str>,
     risk: f32,
     findings_count: usize,
     findings: Vec<SummaryFinding<'a>>,
@@ -743,6 +779,22 @@ mod tests {
         assert_eq!(v["ttft_ms"], Value::Null);
         assert_eq!(v["status"], 200);
         assert_eq!(v["outcome"], "allowed");
+    }
+
+    #[test]
+    fn outcome_names_are_one_spelling() {
+        use Outcome::*;
+        for o in [
+            Allowed,
+            Tagged,
+            Redacted,
+            Blocked,
+            Unanalysed,
+            Error,
+            RateLimited,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 
     #[test]

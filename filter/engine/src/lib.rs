@@ -40,6 +40,7 @@ pub mod scan_cache;
 pub mod sse;
 pub mod stream;
 pub mod tenant;
+pub mod tenant_limits;
 pub mod usage;
 
 pub use analysis::{

@@ -838,3 +838,51 @@ fn scorer_thresholds_are_validated_by_name() {
         .unwrap_or_default();
     assert!(err.contains("detectors.injection.scorer"), "{err}");
 }
+
+#[test]
+fn each_providers_output_cap_is_read_for_limit_reservations() {
+    let e = default_engine();
+    let cases = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "max_tokens": 100, "n": 3, "messages": [{"role": "user", "content": "hi"}]}),
+            Some(300),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "o3", "max_completion_tokens": 50, "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}),
+            Some(50),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+            None,
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4o", "max_output_tokens": 64, "input": "hi"}),
+            Some(64),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}),
+            Some(1024),
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 200, "candidateCount": 2}}),
+            Some(400),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "hi"}),
+            Some(0),
+        ),
+    ];
+    for (path, body, cap) in cases {
+        let a = analyze(e, path, &body);
+        assert_eq!(a.max_output_tokens, cap, "{path} {body}");
+        // the bound is never below the estimate: one token per byte at most
+        assert!(a.input_tokens_bound >= a.input_tokens_estimate, "{path}");
+    }
+}

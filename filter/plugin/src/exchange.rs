@@ -4,6 +4,7 @@
 //! go through [`Host`], so a header call after the headers have gone on fails quietly instead of
 //! aborting the VM, and the tests below drive this shell against a host that behaves like Envoy.
 
+use crate::counters::SharedCounters;
 use crate::host::{Body, Host, Map};
 use crate::metrics::Metrics;
 use crate::root::Shared;
@@ -113,9 +114,16 @@ impl<H: Host> Exchange<H> {
         let hold = self.shared.watch.borrow().holds_headers();
         let now = self.host.now();
         let facts = HostFacts(&headers, &self.host);
-        let Some((flow, plan)) =
-            ExchangeFlow::start(&self.engine, &headers, &facts, now, end_of_stream, hold)
-        else {
+        let counters = Rc::new(SharedCounters(self.host.clone()));
+        let Some((flow, plan)) = ExchangeFlow::start(
+            &self.engine,
+            &headers,
+            &facts,
+            now,
+            end_of_stream,
+            hold,
+            counters,
+        ) else {
             return Action::Continue;
         };
         self.flow = Some(flow);
@@ -344,7 +352,12 @@ mod tests {
         refuse_body_writes: bool,
         reply: Option<Reply>,
         properties: HashMap<String, Vec<u8>>,
+        /// The VM id's shared data (shared with other streams' hosts to play other workers);
+        /// `None`: the host refuses shared data.
+        shared_data: Option<SharedData>,
     }
+
+    type SharedData = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
 
     /// A host that behaves like Envoy for one stream.
     #[derive(Clone, Default)]
@@ -421,6 +434,38 @@ mod tests {
                 .insert(path.join("."), value.to_vec());
             true
         }
+        fn shared_data(&self, key: &str) -> crate::host::SharedRead {
+            use crate::host::SharedRead;
+            let s = self.0.borrow();
+            let Some(data) = s.shared_data.as_ref() else {
+                return SharedRead::Refused;
+            };
+            let found = data.borrow().get(key).cloned();
+            match found {
+                Some((value, version)) => SharedRead::Found(value, version),
+                None => SharedRead::Absent,
+            }
+        }
+        fn set_shared_data(
+            &self,
+            key: &str,
+            value: &[u8],
+            version: Option<u32>,
+        ) -> crate::host::SharedWrite {
+            // Envoy's rule: a version of 0 (none) writes unconditionally
+            let s = self.0.borrow();
+            let Some(data) = s.shared_data.as_ref() else {
+                return crate::host::SharedWrite::Refused;
+            };
+            let mut data = data.borrow_mut();
+            let current = data.get(key).map(|(_, v)| *v);
+            if version.is_some() && current.is_some() && version != current {
+                return crate::host::SharedWrite::Changed;
+            }
+            let next = current.unwrap_or(0) + 1;
+            data.insert(key.to_string(), (value.to_vec(), next));
+            crate::host::SharedWrite::Done
+        }
     }
 
     fn exchange(config: &str) -> (Exchange<Envoy>, Envoy, Rc<Shared>) {
@@ -468,6 +513,53 @@ mod tests {
     }
 
     const CARD: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"my card is 4111 1111 1111 1111"}]}"#;
+
+    #[test]
+    fn workers_share_the_limit_counters_and_the_refusal_is_a_429_with_retry_after() {
+        const ONE_A_MINUTE: &str = r#"{"tenant_limits": {"default": [{"metric": "requests", "limit": 1, "per": "minute"}]}}"#;
+        let data: SharedData = Rc::default();
+        let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        // worker 1: admitted; its response carries the OpenAI-style headers
+        let (mut ex, envoy, _) = exchange(ONE_A_MINUTE);
+        envoy.0.borrow_mut().shared_data = Some(data.clone());
+        request(&envoy, "/v1/chat/completions", body);
+        assert_eq!(send_request(&mut ex, &envoy, body)[2], Action::Continue);
+        envoy.0.borrow_mut().response_headers =
+            pairs(&[(":status", "200"), ("content-type", "application/json")]);
+        ex.response_headers(false);
+        let s = envoy.0.borrow();
+        let header = |name: &str| {
+            s.response_headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("x-ratelimit-limit-requests").as_deref(), Some("1"));
+        assert_eq!(
+            header("x-ratelimit-remaining-requests").as_deref(),
+            Some("0")
+        );
+        drop(s);
+        // worker 2, same shared data: refused before the upstream sees the body
+        let (mut ex, envoy, _) = exchange(ONE_A_MINUTE);
+        envoy.0.borrow_mut().shared_data = Some(data.clone());
+        request(&envoy, "/v1/chat/completions", body);
+        assert_eq!(send_request(&mut ex, &envoy, body)[2], Action::Pause);
+        let (status, headers, reply) = envoy.0.borrow().reply.clone().unwrap();
+        assert_eq!(status, 429);
+        assert!(headers.iter().any(|(k, v)| k == "retry-after" && v == "60"));
+        assert!(headers
+            .iter()
+            .any(|(k, v)| k == "x-tollgate-rule" && v == "requests/minute"));
+        let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+        // a host without shared data: the limit cannot count, the request passes (default)
+        let (mut ex, envoy, _) = exchange(ONE_A_MINUTE);
+        request(&envoy, "/v1/chat/completions", body);
+        assert_eq!(send_request(&mut ex, &envoy, body)[2], Action::Continue);
+        assert!(envoy.0.borrow().reply.is_none());
+    }
+
     const REDACT: &str = r#"{"policy": {"categories": {"pii": "redact"}}}"#;
 
     #[test]

@@ -71,6 +71,20 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
@@ -92,7 +106,7 @@ pub enum Body {
 }
 
 /// What one exchange needs of the host. Every call reports failure instead of panicking.
-pub trait Host {
+pub trait Host: Clone + 'static {
     /// Host clock, unix nanoseconds (0 when refused).
     fn now(&self) -> u64;
     fn headers(&self, map: Map) -> Option<Vec<(String, String)>>;
@@ -106,6 +120,28 @@ pub trait Host {
     fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> bool;
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn set_property(&self, path: &[&str], value: &[u8]) -> bool;
+    /// A value of the VM id's shared data (every worker of this Envoy sees it) and its version.
+    fn shared_data(&self, key: &str) -> SharedRead;
+    /// Writes shared data if it is still at `version` (`None`: whatever is there).
+    fn set_shared_data(&self, key: &str, value: &[u8], version: Option<u32>) -> SharedWrite;
+}
+
+/// The answer to a shared-data read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedRead {
+    /// The value and its version.
+    Found(Vec<u8>, u32),
+    Absent,
+    Refused,
+}
+
+/// The answer to a shared-data write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWrite {
+    Done,
+    /// Another worker wrote first (`CasMismatch`).
+    Changed,
+    Refused,
 }
 
 /// The proxy-wasm host this module runs in.
@@ -136,6 +172,12 @@ impl Host for Wasm {
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> bool {
         set_property(path, value)
+    }
+    fn shared_data(&self, key: &str) -> SharedRead {
+        get_shared_data(key)
+    }
+    fn set_shared_data(&self, key: &str, value: &[u8], version: Option<u32>) -> SharedWrite {
+        set_shared_data(key, value, version)
     }
 }
 
@@ -459,6 +501,64 @@ pub fn get_property(_path: &[&str]) -> Option<Vec<u8>> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn set_property(_path: &[&str], _value: &[u8]) -> bool {
     false
+}
+
+/// Native builds (clippy, docs) have no host.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn get_shared_data(_key: &str) -> SharedRead {
+    SharedRead::Refused
+}
+
+/// Native builds (clippy, docs) have no host.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_shared_data(_key: &str, _value: &[u8], _version: Option<u32>) -> SharedWrite {
+    SharedWrite::Refused
+}
+
+/// Status of a shared-data key that does not exist.
+#[cfg(target_arch = "wasm32")]
+const NOT_FOUND: u32 = 1;
+/// Status of a shared-data write that lost the race.
+#[cfg(target_arch = "wasm32")]
+const CAS_MISMATCH: u32 = 8;
+
+/// A shared-data value and its version.
+#[cfg(target_arch = "wasm32")]
+pub fn get_shared_data(key: &str) -> SharedRead {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: see `take`; the host writes the version through `cas`.
+    unsafe {
+        let status = proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas);
+        if status == NOT_FOUND {
+            return SharedRead::Absent;
+        }
+        match take(status, data, size) {
+            Some(v) => SharedRead::Found(v, cas),
+            None => SharedRead::Refused,
+        }
+    }
+}
+
+/// Writes a shared-data value if its version is still `version` (the host's 0: unconditionally).
+#[cfg(target_arch = "wasm32")]
+pub fn set_shared_data(key: &str, value: &[u8], version: Option<u32>) -> SharedWrite {
+    // SAFETY: both buffers outlive the call; the host copies them.
+    let status = unsafe {
+        proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            version.unwrap_or(0),
+        )
+    };
+    match status {
+        OK => SharedWrite::Done,
+        CAS_MISMATCH => SharedWrite::Changed,
+        _ => SharedWrite::Refused,
+    }
 }
 
 #[cfg(test)]

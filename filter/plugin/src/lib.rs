@@ -12,8 +12,10 @@
 //! - [`root`]: configuration, the shared engine, the tick (collector batches, metrics, watchdog).
 //! - [`exchange`]: one request/response exchange, applying the engine's plans.
 //! - [`metrics`]: Envoy counters and histograms with labels.
+//! - [`counters`]: the per-tenant limit counters in the host's shared data.
 //! - [`host`]: host calls without the SDK's panics, behind the [`host::Host`] trait.
 
+pub mod counters;
 pub mod exchange;
 #[allow(unsafe_code)]
 pub mod host;

@@ -82,6 +82,7 @@ pub fn request<J: JsonRead>(v: &J) -> ParsedRequest {
         model: get_str(v, "model").map(str::to_string),
         stream: get_bool(v, "stream"),
         include_usage: false,
+        max_output_tokens: get(v, "max_tokens").and_then(J::as_count),
         segments,
     }
 }

@@ -54,6 +54,18 @@ pub fn request<J: JsonRead>(v: &J, stream: bool) -> ParsedRequest {
         model: get_str(v, "model").map(str::to_string),
         stream,
         include_usage: false,
+        max_output_tokens: {
+            let config = get(v, "generationConfig").or_else(|| get(v, "generation_config"));
+            let cap = config.and_then(|c| {
+                get(c, "maxOutputTokens")
+                    .or_else(|| get(c, "max_output_tokens"))
+                    .and_then(J::as_count)
+            });
+            super::openai::times_choices(
+                cap,
+                config.and_then(|c| get(c, "candidateCount").or_else(|| get(c, "candidate_count"))),
+            )
+        },
         segments,
     }
 }

@@ -31,6 +31,15 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// Every provider (route names default to these).
+    pub const ALL: [Provider; 5] = [
+        Provider::Openai,
+        Provider::AzureOpenai,
+        Provider::Anthropic,
+        Provider::Gemini,
+        Provider::OpenaiCompatible,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Openai => "openai",
@@ -198,6 +207,10 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// The most output tokens the request allows in all (OpenAI `max_completion_tokens` or
+    /// `max_tokens` times `n`, Responses `max_output_tokens`, Anthropic `max_tokens`, Gemini
+    /// `generationConfig.maxOutputTokens` times `candidateCount`); `None` when it sets no cap.
+    pub max_output_tokens: Option<u64>,
     pub segments: Vec<Segment>,
 }
 

@@ -77,12 +77,22 @@ pub fn chat_request<J: JsonRead>(v: &J) -> ParsedRequest {
         }
     }
     let include_usage = get(v, "stream_options").is_some_and(|o| get_bool(o, "include_usage"));
+    let cap = get(v, "max_completion_tokens")
+        .and_then(J::as_count)
+        .or_else(|| get(v, "max_tokens").and_then(J::as_count));
     ParsedRequest {
         model: model(v),
         stream: get_bool(v, "stream"),
         include_usage,
+        max_output_tokens: times_choices(cap, get(v, "n")),
         segments,
     }
+}
+
+/// An output cap per choice times the number of choices asked for (at least one).
+pub(crate) fn times_choices<J: JsonRead>(cap: Option<u64>, n: Option<&J>) -> Option<u64> {
+    let n = n.and_then(J::as_count).unwrap_or(1).max(1);
+    cap.map(|c| c.saturating_mul(n))
 }
 
 /// `POST /v1/responses` request.
@@ -144,6 +154,7 @@ pub fn responses_request<J: JsonRead>(v: &J) -> ParsedRequest {
         model: model(v),
         stream: get_bool(v, "stream"),
         include_usage: false,
+        max_output_tokens: get(v, "max_output_tokens").and_then(J::as_count),
         segments,
     }
 }
@@ -156,6 +167,8 @@ pub fn embeddings_request<J: JsonRead>(v: &J) -> ParsedRequest {
         model: model(v),
         stream: false,
         include_usage: false,
+        // embeddings produce no output tokens
+        max_output_tokens: Some(0),
         segments,
     }
 }
@@ -169,6 +182,7 @@ pub fn completions_request<J: JsonRead>(v: &J) -> ParsedRequest {
         model: model(v),
         stream: get_bool(v, "stream"),
         include_usage,
+        max_output_tokens: times_choices(get(v, "max_tokens").and_then(J::as_count), get(v, "n")),
         segments,
     }
 }
