@@ -51,7 +51,7 @@ e2e-deps:
 	cd tests/e2e/node && npm ci --no-audit --no-fund --loglevel=error
 
 # real Envoy + the built filter + the mock provider, driven by the official SDKs
-e2e: plugin collector e2e-deps
+e2e: plugin collector build e2e-deps
 	$(E2E_VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
 
 # the collector binary the end-to-end tests and `make run` start

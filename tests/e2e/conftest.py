@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class Gateway:
     """A running Envoy with the filter."""
 
     def __init__(self, upstream: str, plugin_config: dict, extra_http_filters: str = "", collector: str = "",
-                 mode: str = "default", header_hold: bool | None = None):
+                 mode: str = "default", header_hold: bool | None = None, workers: int = 1):
         assert WASM.exists(), f"{WASM} is missing: build it with `make plugin`"
         self.mode = mode
         if mode == "strict":
@@ -66,7 +67,7 @@ class Gateway:
         self.log_path = Path(self.dir.name) / "envoy.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1", "--use-dynamic-base-id", "-l", "info",
+            [envoy_binary(), "-c", str(self.config_path), "--concurrency", str(workers), "--use-dynamic-base-id", "-l", "info",
              "--file-flush-interval-msec", "100"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -105,6 +106,17 @@ class Gateway:
     def logs(self) -> str:
         self.log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def stats(self, pattern: str) -> dict[str, int]:
+        """Envoy's counters whose names match `pattern` (a regex), by name."""
+        url = f"http://127.0.0.1:{self.admin}/stats?filter={urllib.parse.quote(pattern)}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            out = {}
+            for line in r.read().decode().splitlines():
+                name, _, value = line.partition(": ")
+                if value.strip().isdigit():
+                    out[name] = int(value)
+            return out
 
     def stop(self):
         if self.proc.poll() is None:

@@ -8,6 +8,8 @@ Behaviour keyed on the last user message:
 - "say big N" (OpenAI chat): a reply of about N bytes of text ("say big N chunked": without a
   content-length, in 1 MiB chunks);
 - otherwise: a short canned reply.
+A request carrying `x-mock-delay-ms: N` is answered after N ms (a slow provider), one carrying
+`x-mock-pace-ms: N` gets its SSE events N ms apart.
 Any other path echoes the request body back byte for byte (for pass-through tests).
 SSE events are paced 20 ms apart so they reach the filter as separate chunks, unless the request
 carries `x-mock-fast` (load tests).
@@ -128,7 +130,8 @@ def make_handler(recorder: Recorder):
                     self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                     self.wfile.flush()
                     if not self.headers.get("x-mock-fast"):
-                        time.sleep(0.02)  # separate network chunks
+                        # separate network chunks (`x-mock-pace-ms`: a slower stream)
+                        time.sleep(int(self.headers.get("x-mock-pace-ms") or 20) / 1000)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
@@ -143,6 +146,8 @@ def make_handler(recorder: Recorder):
             if raw is None:
                 return
             recorder.add(self.path, dict(self.headers), raw)
+            if self.headers.get("x-mock-delay-ms"):  # a slow provider: requests overlap
+                time.sleep(int(self.headers["x-mock-delay-ms"]) / 1000)
             if self.path.startswith("/v1/chat/completions"):
                 return self.openai(raw)
             if self.path.startswith("/v1/messages"):

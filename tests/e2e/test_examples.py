@@ -131,3 +131,22 @@ def test_the_plain_envoy_example_uses_the_default_hold():
 
 def test_the_run_commands_default_plugin_config_is_accepted(tmp_path):
     with_plugin_config(json.loads((REPO / "envoy" / "dev-config.json").read_text()), tmp_path)
+
+
+def test_the_limits_example_loads_and_envoy_and_the_cli_refuse_the_same_bad_limit(tmp_path):
+    """`examples/limits.json` (docs/limits.md) is accepted by the filter inside Envoy; a limit of
+    zero is refused by Envoy's configure step and by `tollgate check-config`, both naming the field."""
+    example = json.loads((EXAMPLES / "limits.json").read_text())
+    with_plugin_config(example, tmp_path)
+    bad = json.loads(json.dumps(example))
+    bad["tenant_limits"]["default"][1]["limit"] = 0
+    path = tmp_path / "bad.yaml"
+    path.write_text(render.render(str(WASM), 10000, 9901, "https://api.openai.com", json.dumps(bad)))
+    out = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "tenant_limits.default[1].limit" in out.stdout + out.stderr
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text(json.dumps(bad))
+    cli = REPO / "target" / "release" / "tollgate"  # `make e2e` builds it
+    out = subprocess.run([str(cli), "check-config", str(bad_json)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "tenant_limits.default[1].limit" in out.stdout + out.stderr

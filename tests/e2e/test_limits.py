@@ -1,0 +1,179 @@
+"""Per-tenant limits (issue 14, ADR 0017) in a real Envoy with two workers, configured with
+`examples/limits.json`: every tenant (from `x-tenant-id`) may make 10 requests and use 5,000
+tokens a minute. The counters live in the VM id's shared data, so both workers count in one
+place. Each test uses tenants of its own (the windows are a minute long and the Envoy is shared),
+and starts its burst early enough in a minute that the burst cannot straddle two windows."""
+import datetime
+import http.client
+import json
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import anthropic
+import openai
+import pytest
+
+from conftest import REPO, Gateway
+
+LIMITS = json.loads((REPO / "examples" / "limits.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def limited(mock, envoy_mode):
+    gw = Gateway(mock[0], LIMITS, mode=envoy_mode, workers=2)
+    assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
+    yield gw
+    gw.stop()
+
+
+def tenant(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def early_in_a_minute(burst_seconds: float = 8.0):
+    """Waits, if needed, until a burst of `burst_seconds` fits inside the current UTC minute."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    left = 60 - now.second - now.microsecond / 1e6
+    if left < burst_seconds:
+        time.sleep(left + 0.2)
+
+
+def post(gw, tenant_id: str, body: dict, path: str = "/v1/chat/completions", delay_ms: int = 0,
+         request_id: str = "") -> tuple[int, dict, dict]:
+    """One request on its own connection: status, lower-case headers, JSON body."""
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    headers = {"content-type": "application/json", "x-tenant-id": tenant_id}
+    if delay_ms:
+        headers["x-mock-delay-ms"] = str(delay_ms)
+    if request_id:
+        headers["x-request-id"] = request_id
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        if "json" not in headers.get("content-type", ""):
+            return r.status, headers, {"text": data.decode(errors="replace")}
+        return r.status, headers, json.loads(data or b"{}")
+    finally:
+        conn.close()
+
+
+def chat(max_tokens: int | None = None, stream: bool = False) -> dict:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def burst(gw, tenant_id: str, n: int, body: dict, delay_ms: int) -> list[tuple[int, dict, dict]]:
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: post(gw, tenant_id, body, delay_ms=delay_ms), range(n)))
+
+
+def test_thirty_concurrent_requests_get_exactly_ten_answers_and_twenty_openai_429s(limited, recorder):
+    before = limited.stats(r"listener\..*worker_.*downstream_cx_total")
+    early_in_a_minute()
+    team = tenant("team-a")
+    results = burst(limited, team, 30, chat(max_tokens=50), delay_ms=300)
+    statuses = sorted(s for s, _, _ in results)
+    assert statuses == [200] * 10 + [429] * 20, statuses
+    for status, headers, body in results:
+        assert headers["x-ratelimit-limit-requests"] == "10"
+        if status == 200:
+            assert 0 <= int(headers["x-ratelimit-remaining-requests"]) < 10
+            assert headers["x-ratelimit-limit-tokens"] == "5000"
+            assert body["choices"][0]["message"]["content"]
+        else:
+            assert body["error"]["code"] == "rate_limit_exceeded"
+            assert body["error"]["type"] == "requests"
+            assert 1 <= int(headers["retry-after"]) <= 60
+            assert headers["x-ratelimit-remaining-requests"] == "0"
+            assert headers["x-tollgate-rule"] == "requests/minute"
+    served = [r for r in recorder.requests if r["headers"].get("x-tenant-id") == team]
+    assert len(served) == 10, "the refused requests never reached the upstream"
+    # both workers took connections, so the count was shared, not per worker
+    after = limited.stats(r"listener\..*worker_.*downstream_cx_total")
+    grew = {k for k in after if after[k] > before.get(k, 0)}
+    assert any("worker_0" in k for k in grew) and any("worker_1" in k for k in grew), (before, after)
+
+    # the official SDKs raise their own rate-limit errors for the exhausted tenant
+    client = openai.OpenAI(base_url=f"{limited.base}/v1", api_key="sk-test", max_retries=0, timeout=15,
+                           default_headers={"x-tenant-id": team})
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="gpt-4o-mini", max_tokens=5,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert err.value.code == "rate_limit_exceeded"
+    claude = anthropic.Anthropic(base_url=limited.base, api_key="sk-ant-test", max_retries=0, timeout=15,
+                                 default_headers={"x-tenant-id": team})
+    with pytest.raises(anthropic.RateLimitError) as err:
+        claude.messages.create(model="claude-haiku-4-5", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert err.value.body["error"]["type"] == "rate_limit_error"
+
+    # another tenant is unaffected
+    status, headers, _ = post(limited, tenant("team-b"), chat(max_tokens=50))
+    assert status == 200
+    assert headers["x-ratelimit-remaining-requests"] == "9"
+    # the summary names the limit that refused
+    rid = uuid.uuid4().hex
+    status, _, _ = post(limited, team, chat(max_tokens=5), request_id=rid)
+    assert status == 429
+    summary = limited.summary(rid)
+    assert summary["outcome"] == "rate_limited" and summary["rate_limited"] == "requests/minute"
+
+
+def test_token_reservations_never_sum_past_the_budget_and_settle_to_the_usage(limited):
+    early_in_a_minute()
+    team = tenant("team-t")
+    # each reserves its input estimate + max_tokens (about 1,010): four fit in 5,000, a fifth not
+    results = burst(limited, team, 8, chat(max_tokens=1000), delay_ms=1500)
+    ok = [h for s, h, _ in results if s == 200]
+    refused = [(h, b) for s, h, b in results if s == 429]
+    assert len(ok) == 4 and len(refused) == 4, [s for s, _, _ in results]
+    for headers, body in refused:
+        assert body["error"]["type"] == "tokens" and body["error"]["code"] == "rate_limit_exceeded"
+        assert headers["x-tollgate-rule"] == "total_tokens/minute"
+        assert int(headers["x-ratelimit-remaining-tokens"]) < 1010
+    # while held, the reservations left less than one more request's worth
+    assert min(int(h["x-ratelimit-remaining-tokens"]) for h in ok) < 1010
+    # the four answered with 38 tokens each (the mock's usage): settled, the rest is free again
+    status, headers, _ = post(limited, team, chat(max_tokens=1000))
+    assert status == 200
+    remaining = int(headers["x-ratelimit-remaining-tokens"])
+    assert 5000 - 4 * 38 - 1100 <= remaining <= 5000 - 4 * 38 - 1000, remaining
+
+
+def test_streams_settle_at_their_end_and_when_the_client_goes_away(limited):
+    early_in_a_minute(12)
+    team = tenant("team-s")
+    # a whole stream: settled to its reported usage (21 + 17)
+    status, _, body = post(limited, team, chat(max_tokens=1000, stream=True))
+    assert status == 200 and "[DONE]" in body["text"]
+    status, headers, _ = post(limited, team, chat(max_tokens=1000))
+    remaining = int(headers["x-ratelimit-remaining-tokens"])
+    # without settling the stream, at most 5,000 - 2 x 1,000 would be left
+    assert remaining >= 5000 - 38 - 38 - 1100, remaining
+
+    # a client that leaves after the first bytes of a slow stream
+    rid = uuid.uuid4().hex
+    body = json.dumps(chat(max_tokens=1000, stream=True))
+    sock = socket.create_connection(("127.0.0.1", limited.port), timeout=10)
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  f"x-tenant-id: {team}\r\nx-request-id: {rid}\r\nx-mock-pace-ms: 400\r\n"
+                  f"content-length: {len(body)}\r\n\r\n{body}").encode())
+    assert b" 200 " in sock.recv(4096).split(b"\r\n", 1)[0] + b" "
+    sock.close()
+    summary = limited.summary(rid, timeout=10)  # written when Envoy saw the exchange end
+    assert summary["stream_incomplete"] is True
+    status, headers, _ = post(limited, team, chat(max_tokens=1))
+    assert status == 200
+    left = int(headers["x-ratelimit-remaining-tokens"])
+    # the abandoned stream's 1,000-token reservation was replaced by its small estimate: still
+    # held, at most 5,000 - 2 x 38 - 1,000 would be left
+    assert left >= 5000 - 2 * 38 - 300, (left, remaining)
