@@ -31,6 +31,17 @@ pub struct CollectorConfig {
     pub shutdown_timeout_ms: u64,
     /// Per-tenant anomaly detection and alerting (docs/anomalies.md).
     pub anomaly: AnomalyConfig,
+    /// Limits shared by several Envoys (docs/limits.md).
+    pub limits: LimitsConfig,
+}
+
+/// The `limits` section: where the shared limit counters live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Redis holding the counters (`redis://127.0.0.1:6379/0`). Absent: the rate-limit and
+    /// settlement services answer `UNAVAILABLE`, and filters use their own counters.
+    pub redis: Option<String>,
 }
 
 /// The `anomaly` section: the detector's parameters, its schedule, and where alerts go.
@@ -333,6 +344,7 @@ impl Default for CollectorConfig {
             max_concurrent_batches: 64,
             shutdown_timeout_ms: 10_000,
             anomaly: AnomalyConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -389,6 +401,7 @@ impl CollectorConfig {
                         .collect();
                 }
                 "ADMIN_KEY" => self.admin_key = Some(v).filter(|k| !k.is_empty()),
+                "REDIS" => self.limits.redis = Some(v).filter(|u| !u.is_empty()),
                 "RETENTION_DAYS" => {
                     self.retention_days = v.parse().map_err(|e| err(&k, format!("{e}")))?;
                 }
@@ -441,6 +454,11 @@ impl CollectorConfig {
         }
         if self.admin_key.as_ref().is_some_and(|k| k.len() < 16) {
             return Err(err("admin_key", "needs at least 16 characters"));
+        }
+        if let Some(url) = &self.limits.redis {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                return Err(err("limits.redis", format!("not a Redis URL: {e}")));
+            }
         }
         Ok(())
     }

@@ -17,11 +17,55 @@ use tonic::{Request, Response, Status};
 /// Longest `request_id` / `tenant` accepted.
 const MAX_ID_BYTES: usize = 256;
 
+/// The bearer tokens a gateway may present (ingest and the limit services), kept as SHA-256
+/// digests and compared in constant time. Empty: every call is accepted.
+#[derive(Clone)]
+pub struct BearerTokens(Arc<Vec<[u8; 32]>>);
+
+impl BearerTokens {
+    pub fn new(tokens: &[String]) -> Self {
+        BearerTokens(Arc::new(
+            tokens
+                .iter()
+                .map(|t| Sha256::digest(t.as_bytes()).into())
+                .collect(),
+        ))
+    }
+
+    /// Whether the call carries one of the tokens (`authorization: Bearer <token>`).
+    pub fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
+        let Some(presented) = presented else {
+            return Err(Status::unauthenticated("missing bearer token"));
+        };
+        // compare digests without an early exit
+        let ok = self.0.iter().fold(false, |acc, t| {
+            acc | (t
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0)
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("unknown bearer token"))
+        }
+    }
+}
+
 /// The ingest service over a storage backend.
 pub struct IngestService<S> {
     storage: S,
-    /// SHA-256 of each accepted token (compared in constant time).
-    tokens: Arc<Vec<[u8; 32]>>,
+    tokens: BearerTokens,
     permits: Arc<Semaphore>,
     metrics: Arc<CollectorMetrics>,
 }
@@ -35,42 +79,9 @@ impl<S> IngestService<S> {
     ) -> Self {
         IngestService {
             storage,
-            tokens: Arc::new(
-                tokens
-                    .iter()
-                    .map(|t| Sha256::digest(t.as_bytes()).into())
-                    .collect(),
-            ),
+            tokens: BearerTokens::new(tokens),
             permits: Arc::new(Semaphore::new(max_concurrent_batches)),
             metrics,
-        }
-    }
-
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        if self.tokens.is_empty() {
-            return Ok(());
-        }
-        let presented = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
-        let Some(presented) = presented else {
-            return Err(Status::unauthenticated("missing bearer token"));
-        };
-        // compare digests without an early exit
-        let ok = self.tokens.iter().fold(false, |acc, t| {
-            acc | (t
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |d, (a, b)| d | (a ^ b))
-                == 0)
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("unknown bearer token"))
         }
     }
 }
@@ -111,7 +122,7 @@ impl<S: Storage + Clone> Collector for IngestService<S> {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
-        if let Err(e) = self.authorize(&request) {
+        if let Err(e) = self.tokens.check(&request) {
             self.metrics.rejected("unauthenticated");
             return Err(e);
         }

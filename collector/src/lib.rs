@@ -14,6 +14,7 @@
 //! - [`ingest`]: the `tollgate.v1.Collector` gRPC service.
 //! - [`api`]: the `/v1` query API (axum) and its OpenAPI document.
 //! - [`keys`]: API keys with roles and tenant scopes.
+//! - [`limits`]: per-tenant limits shared by several Envoys (Envoy's rate-limit protocol, Redis).
 //! - [`metrics`]: the collector's Prometheus metrics.
 //! - [`client`]: the tiny HTTP client of the `query` commands.
 //! - [`time`]: RFC 3339 timestamps.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod ingest;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod storage;
 pub mod time;
@@ -125,6 +127,17 @@ pub async fn serve<S: Storage + Clone>(
     );
     let server = tollgate_proto::v1::collector_server::CollectorServer::new(service)
         .max_decoding_message_size(config.max_message_bytes);
+    let counters = match &config.limits.redis {
+        Some(url) => Some(limits::counters::Counters::new(url)?),
+        None => None,
+    };
+    if counters.is_some() {
+        tracing::info!("shared limits on (Redis)");
+    }
+    let limit_service = limits::service::LimitService::new(
+        counters,
+        ingest::BearerTokens::new(&config.ingest_tokens),
+    );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<tollgate_proto::v1::collector_server::CollectorServer<ingest::IngestService<S>>>()
@@ -135,6 +148,14 @@ pub async fn serve<S: Storage + Clone>(
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(server)
+            .add_service(
+                tollgate_proto::rls::rate_limit_service_server::RateLimitServiceServer::new(
+                    limit_service.clone(),
+                ),
+            )
+            .add_service(
+                tollgate_proto::v1::limit_ledger_server::LimitLedgerServer::new(limit_service),
+            )
             .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
             .await;
         if let Err(e) = result {

@@ -15,8 +15,8 @@ use crate::scan_cache::ScanCache;
 use crate::stream::{Emit, ResponseStream};
 use crate::tenant::RequestFacts;
 use crate::tenant_limits::{
-    rate_headers, refusal_body, retry_after_secs, Admission, CounterStore, Demand, RequestShape,
-    Reservation,
+    rate_headers, refusal_body, retry_after_secs, Admission, CounterStore, Demand, LimitState,
+    Refusal, RefusalReason, RequestShape, Reservation, SharedAnswer, SharedAsk, Unreachable,
 };
 use std::ops::Range;
 use std::rc::Rc;
@@ -93,6 +93,41 @@ pub struct RequestPlan {
     pub body: Option<Vec<u8>>,
     /// Request header edits (only when the headers are still held).
     pub headers: Vec<HeaderEdit>,
+    /// After the edits, keep the request paused and make this call; its answer goes to
+    /// [`ExchangeFlow::limit_answer`] (limits shared by several Envoys, ADR 0017).
+    pub limit_call: Option<GrpcCall>,
+}
+
+/// A gRPC call the shell makes for the flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    pub cluster: String,
+    pub service: &'static str,
+    pub method: &'static str,
+    /// Bearer token for the `authorization` metadata.
+    pub token: Option<String>,
+    pub timeout_ms: u64,
+    pub body: Vec<u8>,
+}
+
+/// A reservation waiting for the shared service's answer.
+#[derive(Debug)]
+struct PendingAdmission {
+    ask: SharedAsk,
+    /// For the local fallback.
+    model: Option<String>,
+    input_estimate: u64,
+    input_upper_bound: u64,
+    max_output_tokens: Option<u64>,
+}
+
+/// What reserving a request's cost led to.
+enum Reserve {
+    /// Reserved (or nothing applies).
+    Done,
+    Refused(LocalReply),
+    /// Ask the shared service first.
+    Ask(GrpcCall),
 }
 
 /// The answer to a response-body callback: which bytes of the current body to read.
@@ -178,6 +213,10 @@ pub struct ExchangeFlow {
     reservation: Option<Reservation>,
     /// `x-ratelimit-*` headers for the response.
     limit_headers: Vec<(&'static str, String)>,
+    /// A reservation asked of the shared service, not answered yet.
+    pending: Option<PendingAdmission>,
+    /// A settlement for the shared service, for the shell to send.
+    settlement: Option<GrpcCall>,
 }
 
 /// A header from a map the host returned (names are lowercase in Envoy).
@@ -233,6 +272,8 @@ impl ExchangeFlow {
             counters,
             reservation: None,
             limit_headers: Vec::new(),
+            pending: None,
+            settlement: None,
         };
         let mut plan = HeadersPlan {
             edits: Vec::new(),
@@ -424,10 +465,14 @@ impl ExchangeFlow {
                 input_upper_bound: analysis.input_tokens_bound,
                 max_output_tokens: analysis.max_output_tokens,
             };
-            if let Some(reply) = self.admit(engine, shape) {
-                plan.reply = Some(reply);
-                self.analysis = Some(analysis);
-                return plan;
+            match self.reserve(engine, shape) {
+                Reserve::Done => {}
+                Reserve::Refused(reply) => {
+                    plan.reply = Some(reply);
+                    self.analysis = Some(analysis);
+                    return plan;
+                }
+                Reserve::Ask(call) => plan.limit_call = Some(call),
             }
         }
         if let Some(block) = &analysis.block {
@@ -457,7 +502,108 @@ impl ExchangeFlow {
         plan
     }
 
-    /// Reserves the request's largest possible cost on its tenant's limits (ADR 0017); the
+    /// Reserves the request's cost: with the shared service when one is configured (the
+    /// answer comes later), else in this Envoy's counters.
+    fn reserve(&mut self, engine: &Engine, shape: RequestShape<'_>) -> Reserve {
+        let limits = engine.tenant_limits();
+        let Some(shared) = limits.shared() else {
+            return match self.admit(engine, shape) {
+                Some(reply) => Reserve::Refused(reply),
+                None => Reserve::Done,
+            };
+        };
+        let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
+        let demand = limits.demand(&shape, engine.prices());
+        let now_ms = self.record.timing().start / 1_000_000;
+        let scope = (&*self.route.name, shape.model);
+        let Some(ask) = limits.shared_ask(&self.record.tenant.id, plan, scope, &demand, now_ms)
+        else {
+            return Reserve::Done;
+        };
+        let call = GrpcCall {
+            cluster: shared.cluster.clone(),
+            service: tollgate_proto::RLS_SERVICE,
+            method: tollgate_proto::RLS_METHOD,
+            token: shared.token.clone(),
+            timeout_ms: shared.timeout_ms,
+            body: ask.body.clone(),
+        };
+        self.pending = Some(PendingAdmission {
+            ask,
+            model: shape.model.map(str::to_string),
+            input_estimate: shape.input_estimate,
+            input_upper_bound: shape.input_upper_bound,
+            max_output_tokens: shape.max_output_tokens,
+        });
+        Reserve::Ask(call)
+    }
+
+    /// The shared service's answer to [`RequestPlan::limit_call`] (`None`: the call failed or
+    /// timed out): the 429 to send, or `None` to let the request go on.
+    pub fn limit_answer(&mut self, engine: &Engine, answer: Option<&[u8]>) -> Option<LocalReply> {
+        let pending = self.pending.take()?;
+        let limits = engine.tenant_limits();
+        match limits.shared_answer(&pending.ask, answer) {
+            SharedAnswer::Admitted(reservation) => {
+                self.limit_headers = rate_headers(reservation.states());
+                self.reservation = Some(reservation);
+                None
+            }
+            SharedAnswer::Refused(refusal) => Some(self.refuse(refusal)),
+            SharedAnswer::Unreachable => {
+                let refuse = limits
+                    .shared()
+                    .is_some_and(|s| s.on_unreachable == Unreachable::Refuse);
+                let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
+                match plan.first() {
+                    Some(rule) if refuse => Some(self.refuse(Refusal {
+                        reason: RefusalReason::StoreUnavailable,
+                        used: 0,
+                        requested: 0,
+                        retry_after_ms: 1000,
+                        state: LimitState {
+                            rule: rule.clone(),
+                            remaining: 0,
+                            reset_ms: 1000,
+                        },
+                    })),
+                    _ => self.admit(
+                        engine,
+                        RequestShape {
+                            model: pending.model.as_deref(),
+                            input_estimate: pending.input_estimate,
+                            input_upper_bound: pending.input_upper_bound,
+                            max_output_tokens: pending.max_output_tokens,
+                        },
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The settlement call for the shared service, once the exchange has been settled.
+    pub fn take_settlement(&mut self) -> Option<GrpcCall> {
+        self.settlement.take()
+    }
+
+    /// Answers the request with the refusal's 429.
+    fn refuse(&mut self, refusal: Refusal) -> LocalReply {
+        let rule = refusal.rule().id.clone();
+        self.record.rate_limited_by(rule.clone());
+        let mut extra_headers = rate_headers(std::slice::from_ref(&refusal.state));
+        extra_headers.push((
+            "retry-after",
+            retry_after_secs(refusal.retry_after_ms).to_string(),
+        ));
+        self.reply(LocalReply {
+            status: 429,
+            body: refusal_body(self.route.provider, &refusal),
+            rule,
+            extra_headers,
+        })
+    }
+
+    /// Reserves the request's largest possible cost in this Envoy's counters (ADR 0017); the
     /// 429 to send when it does not fit.
     fn admit(&mut self, engine: &Engine, shape: RequestShape<'_>) -> Option<LocalReply> {
         let limits = engine.tenant_limits();
@@ -481,21 +627,7 @@ impl ExchangeFlow {
                 self.reservation = Some(reservation);
                 None
             }
-            Admission::Refused(refusal) => {
-                let rule = refusal.rule().id.clone();
-                self.record.rate_limited_by(rule.clone());
-                let mut extra_headers = rate_headers(std::slice::from_ref(&refusal.state));
-                extra_headers.push((
-                    "retry-after",
-                    retry_after_secs(refusal.retry_after_ms).to_string(),
-                ));
-                Some(self.reply(LocalReply {
-                    status: 429,
-                    body: refusal_body(self.route.provider, &refusal),
-                    rule,
-                    extra_headers,
-                }))
-            }
+            Admission::Refused(refusal) => Some(self.refuse(refusal)),
         }
     }
 
@@ -511,9 +643,18 @@ impl ExchangeFlow {
             let (usage, cost) = self.record.usage_and_cost();
             Demand::used(usage, cost)
         };
-        engine
-            .tenant_limits()
-            .settle(&*self.counters, &reservation, &actual, now / 1_000_000);
+        let limits = engine.tenant_limits();
+        let body = limits.settle(&*self.counters, &reservation, &actual, now / 1_000_000);
+        if let (Some(body), Some(shared)) = (body, limits.shared()) {
+            self.settlement = Some(GrpcCall {
+                cluster: shared.cluster.clone(),
+                service: tollgate_proto::LEDGER_SERVICE,
+                method: tollgate_proto::LEDGER_METHOD,
+                token: shared.token.clone(),
+                timeout_ms: shared.timeout_ms.max(1000),
+                body,
+            });
+        }
     }
 
     /// The host refused the rewritten body of [`ExchangeFlow::request_body`]: the original must
@@ -1281,5 +1422,84 @@ mod tests {
         flow.finish(&e, None, T0 + 5_000_000);
         assert_eq!(used(&counters, "total_tokens/minute"), 0);
         assert_eq!(used(&counters, "requests/minute"), 1);
+    }
+
+    #[test]
+    fn shared_limits_ask_the_service_fall_back_when_it_is_silent_and_settle_by_call() {
+        use prost::Message;
+        use tollgate_proto::rls::{rate_limit_response, RateLimitResponse};
+        let shared = |policy: &str| {
+            engine(&format!(
+                r#"{{"tenant_limits": {{"default": [{{"metric": "requests", "limit": 1, "per": "minute"}}],
+                    "shared": {{"cluster": "rls", "token": "t0ken", "on_unreachable": "{policy}"}}}}}}"#
+            ))
+        };
+        let body = r#"{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+        let start = |e: &Engine, counters: &Rc<dyn CounterStore>| {
+            let (mut flow, _) = ExchangeFlow::start(
+                e,
+                &headers(body.as_bytes()),
+                &NoFacts,
+                T0,
+                false,
+                false,
+                counters.clone(),
+            )
+            .unwrap();
+            flow.request_body_call(e, body.len(), true);
+            let plan = flow.request_body(e, body.as_bytes(), &mut ScanCache::off());
+            (flow, plan)
+        };
+        // the service is silent: this Envoy's counters decide (one a minute)
+        let e = shared("local");
+        let counters = no_limits();
+        let (mut flow, plan) = start(&e, &counters);
+        let call = plan.limit_call.unwrap();
+        assert_eq!(
+            (call.cluster.as_str(), call.service, call.method),
+            ("rls", tollgate_proto::RLS_SERVICE, "ShouldRateLimit")
+        );
+        assert_eq!(call.token.as_deref(), Some("t0ken"));
+        assert!(plan.reply.is_none());
+        assert_eq!(flow.limit_answer(&e, None), None);
+        assert_eq!(used(&counters, "requests/minute"), 1);
+        let (mut flow, _) = start(&e, &counters);
+        assert_eq!(flow.limit_answer(&e, None).unwrap().status, 429);
+        // ... or refuse, when so configured
+        let e = shared("refuse");
+        let (mut flow, _) = start(&e, &no_limits());
+        let reply = flow.limit_answer(&e, Some(b"garbage")).unwrap();
+        assert_eq!(reply.status, 429);
+        assert!(String::from_utf8_lossy(&reply.body).contains("unavailable"));
+        // an answer admits; the end of the call settles through the ledger
+        let (mut flow, _) = start(&e, &no_limits());
+        let ok = RateLimitResponse {
+            overall_code: rate_limit_response::Code::Ok as i32,
+            statuses: vec![rate_limit_response::DescriptorStatus {
+                code: rate_limit_response::Code::Ok as i32,
+                current_limit: Some(rate_limit_response::RateLimit {
+                    requests_per_unit: 1,
+                    unit: 2,
+                    name: "tollgate:limit:x".into(),
+                }),
+                limit_remaining: 0,
+                duration_until_reset: None,
+            }],
+        };
+        assert_eq!(flow.limit_answer(&e, Some(&ok.encode_to_vec())), None);
+        // an upstream error: the request is given back
+        let h = vec![(":status".to_string(), "500".to_string())];
+        let edits = flow.response_headers(&e, &h, T0 + 1, false);
+        assert!(edits.contains(&HeaderEdit::Set(
+            "x-ratelimit-remaining-requests",
+            "0".into()
+        )));
+        flow.finish(&e, Some(500), T0 + 2);
+        let settle = flow.take_settlement().unwrap();
+        assert_eq!(settle.service, tollgate_proto::LEDGER_SERVICE);
+        let req = tollgate_proto::v1::SettleRequest::decode(settle.body.as_slice()).unwrap();
+        assert_eq!(req.settlements[0].counter, "tollgate:limit:x");
+        assert_eq!(req.settlements[0].delta, -1);
+        assert!(flow.take_settlement().is_none(), "once");
     }
 }

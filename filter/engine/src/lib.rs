@@ -51,7 +51,7 @@ pub use config::RawConfig;
 pub use error::EngineError;
 pub use exchange::{ExchangeRecord, MetricKind, MetricPoint, Outcome, Timing, Unanalysed};
 pub use flow::{
-    ExchangeFlow, HeaderEdit, HeadersPlan, LocalReply, RequestBodyCall, RequestPlan,
+    ExchangeFlow, GrpcCall, HeaderEdit, HeadersPlan, LocalReply, RequestBodyCall, RequestPlan,
     ResponseBodyCall, Step,
 };
 pub use forward::{ForwardSettings, SummaryQueue};

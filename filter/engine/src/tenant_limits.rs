@@ -44,6 +44,48 @@ pub struct RawTenantLimits {
     /// What happens when the counters cannot be updated (the store refuses or keeps changing
     /// under contention): `allow` (default; the request passes uncounted) or `refuse` (429).
     pub on_store_failure: StoreFailure,
+    /// Counters shared by several Envoys through a rate-limit service (Envoy's
+    /// `envoy.service.ratelimit.v3` protocol, answered by Tollgate's collector over Redis).
+    /// Absent: each Envoy counts in its own shared data.
+    pub shared: Option<RawSharedLimits>,
+}
+
+/// The `tenant_limits.shared` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharedLimits {
+    /// Envoy cluster of the rate-limit service (HTTP/2), e.g. `tollgate_collector`.
+    pub cluster: String,
+    /// The rate-limit domain: counters of one domain are shared.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// How long a request waits for the answer before the `on_unreachable` policy applies (ms).
+    #[serde(default = "default_shared_timeout")]
+    pub timeout_ms: u64,
+    /// Bearer token sent with every call (`authorization` metadata): the collector's ingest token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// When the service does not answer: `local` (default: count in this Envoy's shared data
+    /// instead) or `refuse` (429).
+    #[serde(default)]
+    pub on_unreachable: Unreachable,
+}
+
+fn default_domain() -> String {
+    "tollgate".to_string()
+}
+
+fn default_shared_timeout() -> u64 {
+    200
+}
+
+/// What a request gets when the shared service does not answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    #[default]
+    Local,
+    Refuse,
 }
 
 impl Default for RawTenantLimits {
@@ -56,6 +98,7 @@ impl Default for RawTenantLimits {
             default_max_output_tokens: 4096,
             input_reserve: InputReserve::Estimate,
             on_store_failure: StoreFailure::Allow,
+            shared: None,
         }
     }
 }
@@ -245,6 +288,7 @@ pub struct TenantLimits {
     default_max_output_tokens: u64,
     input_reserve: InputReserve,
     on_store_failure: StoreFailure,
+    shared: Option<RawSharedLimits>,
 }
 
 fn compile_plan(raw: &[RawLimit], path: &str) -> Result<Vec<LimitRule>, EngineError> {
@@ -323,6 +367,26 @@ impl TenantLimits {
                 format!("a limit names route `{r}`, which `routes` does not define"),
             ));
         }
+        if let Some(s) = &raw.shared {
+            if s.cluster.trim().is_empty() {
+                return Err(EngineError::config(
+                    "tenant_limits.shared.cluster",
+                    "must name the Envoy cluster of the rate-limit service",
+                ));
+            }
+            if s.domain.trim().is_empty() || s.domain.contains(':') {
+                return Err(EngineError::config(
+                    "tenant_limits.shared.domain",
+                    "must be non-empty and without `:`",
+                ));
+            }
+            if s.timeout_ms == 0 || s.timeout_ms > 10_000 {
+                return Err(EngineError::config(
+                    "tenant_limits.shared.timeout_ms",
+                    "must be between 1 and 10000",
+                ));
+            }
+        }
         if !tiers.is_empty() && raw.tier.is_none() {
             return Err(EngineError::config(
                 "tenant_limits.tier",
@@ -353,7 +417,13 @@ impl TenantLimits {
             default_max_output_tokens: raw.default_max_output_tokens,
             input_reserve: raw.input_reserve,
             on_store_failure: raw.on_store_failure,
+            shared: raw.shared.clone(),
         })
+    }
+
+    /// The shared rate-limit service, when counters are shared by several Envoys.
+    pub fn shared(&self) -> Option<&RawSharedLimits> {
+        self.shared.as_ref()
     }
 
     /// Whether any limit is configured.
@@ -488,7 +558,11 @@ impl TenantLimits {
                 },
             }
         }
-        Admission::Admitted(Reservation { held, states })
+        Admission::Admitted(Reservation {
+            held,
+            remote: Vec::new(),
+            states,
+        })
     }
 
     fn release_all(&self, store: &dyn CounterStore, held: &[Held], now_ms: u64) {
@@ -500,16 +574,19 @@ impl TenantLimits {
     /// Replaces a reservation by what the request really used (`actual`; all zero releases it
     /// whole: a refused or failed call). Counters of a window that has ended are not reduced;
     /// use beyond the reservation is added to the current window.
+    /// Returns the `tollgate.v1.SettleRequest` to send when the reservation was made with the
+    /// shared service.
     pub fn settle(
         &self,
         store: &dyn CounterStore,
         reservation: &Reservation,
         actual: &Demand,
         now_ms: u64,
-    ) {
+    ) -> Option<Vec<u8>> {
         for h in &reservation.held {
             settle_one(store, h, actual.amount(h.rule.metric), now_ms);
         }
+        self.settlement(reservation, actual)
     }
 }
 
@@ -610,10 +687,12 @@ struct Held {
     amount: u64,
 }
 
-/// What an admitted request holds until it is settled.
+/// What an admitted request holds until it is settled: counters of this Envoy's store, or of
+/// the shared service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reservation {
     held: Vec<Held>,
+    remote: Vec<shared::RemoteHeld>,
     states: Vec<LimitState>,
 }
 
@@ -625,7 +704,7 @@ impl Reservation {
 
     /// Whether it holds anything to settle.
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.held.is_empty() && self.remote.is_empty()
     }
 }
 
@@ -881,6 +960,9 @@ pub fn refusal_body(provider: crate::provider::Provider, refusal: &Refusal) -> V
 pub fn retry_after_secs(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
 }
+
+mod shared;
+pub use shared::{SharedAnswer, SharedAsk};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]

@@ -28,6 +28,8 @@ pub struct Exchange<H: Host> {
     shared: Rc<Shared>,
     /// Present on LLM routes only.
     flow: Option<ExchangeFlow>,
+    /// Token of the shared limits' call the request is paused for.
+    limit_call: Option<u32>,
 }
 
 /// The request as the engine's tenant rules see it: its headers (read once) and host properties.
@@ -65,6 +67,7 @@ impl<H: Host> Exchange<H> {
             metrics,
             shared,
             flow: None,
+            limit_call: None,
         }
     }
 
@@ -194,7 +197,64 @@ impl<H: Host> Exchange<H> {
         }
         // header edits come only while the headers are held (strict mode)
         self.edit_headers(Map::RequestHeaders, &plan.headers);
+        if let Some(call) = &plan.limit_call {
+            // the shared limits' answer decides whether it goes on (ADR 0017)
+            if let Some(token) = self.host.grpc_call(call) {
+                self.limit_call = Some(token);
+                return Action::Pause;
+            }
+            log::warn!("tollgate[{}]: the rate-limit call was not sent", self.id);
+            let reply = self
+                .flow
+                .as_mut()
+                .and_then(|f| f.limit_answer(&self.engine, None));
+            if let Some(reply) = reply {
+                return self.send(&reply);
+            }
+        }
         Action::Continue
+    }
+
+    /// The answer to the shared limits' call: the request goes on or gets its 429.
+    pub fn limit_answer(&mut self, token: u32, status_code: u32, size: usize) {
+        if self.limit_call != Some(token) {
+            return;
+        }
+        self.limit_call = None;
+        let answer = if status_code == 0 {
+            self.host.body(Body::GrpcReceive, 0, size)
+        } else {
+            log::warn!(
+                "tollgate[{}]: the rate-limit service answered gRPC status {status_code}",
+                self.id
+            );
+            None
+        };
+        let Some(flow) = &mut self.flow else {
+            return;
+        };
+        match flow.limit_answer(&self.engine, answer.as_deref()) {
+            Some(reply) => {
+                self.send(&reply);
+            }
+            None => {
+                if !self.host.resume_request() {
+                    log::warn!("tollgate[{}]: the host refused to resume", self.id);
+                }
+            }
+        }
+    }
+
+    /// Hands a settlement of the shared limits to the root context, which sends it.
+    fn queue_settlement(&mut self) {
+        if let Some(call) = self.flow.as_mut().and_then(ExchangeFlow::take_settlement) {
+            let mut queue = self.shared.settlements.borrow_mut();
+            if queue.len() < crate::root::MAX_SETTLEMENTS {
+                queue.push(call);
+            } else {
+                log::warn!("tollgate[{}]: settlement queue full, dropped", self.id);
+            }
+        }
     }
 
     pub fn response_headers(&mut self, end_of_stream: bool) -> Action {
@@ -239,6 +299,7 @@ impl<H: Host> Exchange<H> {
         }
         if end_of_stream {
             self.summarise();
+            self.queue_settlement();
         }
         Action::Continue
     }
@@ -254,6 +315,7 @@ impl<H: Host> Exchange<H> {
         };
         flow.finish(&self.engine, code, now);
         self.summarise();
+        self.queue_settlement();
         let Some(flow) = &self.flow else {
             return;
         };
@@ -297,7 +359,11 @@ impl<H: Host> Drop for Exchange<H> {
     }
 }
 
-impl<H: Host> Context for Exchange<H> {}
+impl<H: Host> Context for Exchange<H> {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.grpc_answer(token_id, status_code, response_size);
+    }
+}
 
 impl<H: Host> HttpContext for Exchange<H> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -322,6 +388,13 @@ impl<H: Host> HttpContext for Exchange<H> {
 
     fn on_log(&mut self) {
         self.log();
+    }
+}
+
+impl<H: Host> Exchange<H> {
+    /// The SDK delivers gRPC answers through `Context`; see [`Exchange::limit_answer`].
+    fn grpc_answer(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.limit_answer(token_id, status_code, response_size);
     }
 }
 
@@ -355,6 +428,10 @@ mod tests {
         /// The VM id's shared data (shared with other streams' hosts to play other workers);
         /// `None`: the host refuses shared data.
         shared_data: Option<SharedData>,
+        /// gRPC calls made, and the answer the next `Body::GrpcReceive` read returns.
+        grpc_calls: Vec<tollgate_engine::GrpcCall>,
+        grpc_answer: Vec<u8>,
+        resumed: bool,
     }
 
     type SharedData = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
@@ -402,6 +479,7 @@ mod tests {
             let b = match body {
                 Body::Request => &s.request_body,
                 Body::Response => &s.response_body,
+                Body::GrpcReceive => &s.grpc_answer,
             };
             b.get(start..(start + len).min(b.len())).map(<[u8]>::to_vec)
         }
@@ -413,6 +491,7 @@ mod tests {
             let b = match body {
                 Body::Request => &mut s.request_body,
                 Body::Response => &mut s.response_body,
+                Body::GrpcReceive => return false,
             };
             if start + len > b.len() {
                 return false;
@@ -466,12 +545,22 @@ mod tests {
             data.insert(key.to_string(), (value.to_vec(), next));
             crate::host::SharedWrite::Done
         }
+        fn grpc_call(&self, call: &tollgate_engine::GrpcCall) -> Option<u32> {
+            let mut s = self.0.borrow_mut();
+            s.grpc_calls.push(call.clone());
+            u32::try_from(s.grpc_calls.len()).ok()
+        }
+        fn resume_request(&self) -> bool {
+            self.0.borrow_mut().resumed = true;
+            true
+        }
     }
 
     fn exchange(config: &str) -> (Exchange<Envoy>, Envoy, Rc<Shared>) {
         let engine = Rc::new(Engine::from_json(config.as_bytes()).unwrap());
         let release = engine.request_hold().release_after_ms * 1_000_000;
         let shared = Rc::new(Shared {
+            settlements: RefCell::new(Vec::new()),
             forwarder: None,
             watch: RefCell::new(HoldWatch::new(release)),
             scan_cache: RefCell::new(engine.new_scan_cache([7; 16])),
@@ -558,6 +647,60 @@ mod tests {
         request(&envoy, "/v1/chat/completions", body);
         assert_eq!(send_request(&mut ex, &envoy, body)[2], Action::Continue);
         assert!(envoy.0.borrow().reply.is_none());
+    }
+
+    #[test]
+    fn shared_limits_pause_for_the_answer_then_resume_or_refuse() {
+        use prost::Message;
+        use tollgate_proto::rls::{rate_limit_response as rr, RateLimitResponse};
+        const SHARED: &str = r#"{"tenant_limits": {"default": [{"metric": "requests", "limit": 1, "per": "minute"}],
+            "shared": {"cluster": "tollgate_collector"}}}"#;
+        let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let answer = |code: rr::Code| {
+            RateLimitResponse {
+                overall_code: code as i32,
+                statuses: vec![rr::DescriptorStatus {
+                    code: code as i32,
+                    current_limit: None,
+                    limit_remaining: 0,
+                    duration_until_reset: None,
+                }],
+            }
+            .encode_to_vec()
+        };
+        // admitted: paused until the answer, then resumed
+        let (mut ex, envoy, _) = exchange(SHARED);
+        request(&envoy, "/v1/chat/completions", body);
+        assert_eq!(send_request(&mut ex, &envoy, body)[2], Action::Pause);
+        let call = envoy.0.borrow().grpc_calls[0].clone();
+        assert_eq!(call.cluster, "tollgate_collector");
+        assert_eq!(call.service, "envoy.service.ratelimit.v3.RateLimitService");
+        envoy.0.borrow_mut().grpc_answer = answer(rr::Code::Ok);
+        let size = envoy.0.borrow().grpc_answer.len();
+        ex.limit_answer(99, 0, size);
+        assert!(
+            !envoy.0.borrow().resumed,
+            "another call's answer is ignored"
+        );
+        ex.limit_answer(1, 0, size);
+        assert!(envoy.0.borrow().resumed);
+        assert!(envoy.0.borrow().reply.is_none());
+        // over the limit: a 429, never resumed
+        let (mut ex, envoy, _) = exchange(SHARED);
+        request(&envoy, "/v1/chat/completions", body);
+        send_request(&mut ex, &envoy, body);
+        envoy.0.borrow_mut().grpc_answer = answer(rr::Code::OverLimit);
+        let size = envoy.0.borrow().grpc_answer.len();
+        ex.limit_answer(1, 0, size);
+        assert_eq!(envoy.0.borrow().reply.as_ref().unwrap().0, 429);
+        assert!(!envoy.0.borrow().resumed);
+        // the service failed (gRPC UNAVAILABLE): this Envoy's counters decide, here admitting
+        let (mut ex, envoy, _) = exchange(SHARED);
+        envoy.0.borrow_mut().shared_data = Some(Rc::default());
+        request(&envoy, "/v1/chat/completions", body);
+        send_request(&mut ex, &envoy, body);
+        ex.limit_answer(1, 14, 0);
+        assert!(envoy.0.borrow().resumed);
     }
 
     const REDACT: &str = r#"{"policy": {"categories": {"pii": "redact"}}}"#;

@@ -103,6 +103,8 @@ pub enum Map {
 pub enum Body {
     Request = 0,
     Response = 1,
+    /// The answer to a gRPC call, in its response callback.
+    GrpcReceive = 5,
 }
 
 /// What one exchange needs of the host. Every call reports failure instead of panicking.
@@ -124,6 +126,37 @@ pub trait Host: Clone + 'static {
     fn shared_data(&self, key: &str) -> SharedRead;
     /// Writes shared data if it is still at `version` (`None`: whatever is there).
     fn set_shared_data(&self, key: &str, value: &[u8], version: Option<u32>) -> SharedWrite;
+    /// Starts a gRPC call whose answer comes to the current context's
+    /// `on_grpc_call_response`; its token, or `None` when the host refuses it.
+    fn grpc_call(&self, call: &tollgate_engine::GrpcCall) -> Option<u32>;
+    /// Lets the current request go on after a pause.
+    fn resume_request(&self) -> bool;
+}
+
+/// Makes the SDK's gRPC dispatch usable outside a context type: the SDK routes the answer to
+/// the context that is active when the call is made, whatever the receiver.
+struct ActiveContext;
+
+impl proxy_wasm::traits::Context for ActiveContext {}
+
+/// A gRPC call through the SDK (which records the calling context for the answer).
+pub fn dispatch_grpc(call: &tollgate_engine::GrpcCall) -> Option<u32> {
+    use proxy_wasm::traits::Context;
+    let auth = call.token.as_ref().map(|t| format!("Bearer {t}"));
+    let metadata: Vec<(&str, &[u8])> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a.as_bytes())])
+        .unwrap_or_default();
+    ActiveContext
+        .dispatch_grpc_call(
+            &call.cluster,
+            call.service,
+            call.method,
+            metadata,
+            Some(&call.body),
+            std::time::Duration::from_millis(call.timeout_ms),
+        )
+        .ok()
 }
 
 /// The answer to a shared-data read.
@@ -178,6 +211,12 @@ impl Host for Wasm {
     }
     fn set_shared_data(&self, key: &str, value: &[u8], version: Option<u32>) -> SharedWrite {
         set_shared_data(key, value, version)
+    }
+    fn grpc_call(&self, call: &tollgate_engine::GrpcCall) -> Option<u32> {
+        dispatch_grpc(call)
+    }
+    fn resume_request(&self) -> bool {
+        continue_request()
     }
 }
 
@@ -500,6 +539,19 @@ pub fn get_property(_path: &[&str]) -> Option<Vec<u8>> {
 /// Native builds (clippy, docs) have no host.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn set_property(_path: &[&str], _value: &[u8]) -> bool {
+    false
+}
+
+/// Lets the current context's request go on.
+#[cfg(target_arch = "wasm32")]
+pub fn continue_request() -> bool {
+    // SAFETY: a plain value.
+    unsafe { proxy_continue_stream(0) == OK }
+}
+
+/// Native builds (clippy, docs) have no host.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn continue_request() -> bool {
     false
 }
 

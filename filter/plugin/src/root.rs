@@ -37,8 +37,13 @@ thread_local! {
     static HOST_IGNORES_PAUSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Settlements of shared limits waiting to be sent; beyond it they are dropped (and logged).
+pub const MAX_SETTLEMENTS: usize = 10_000;
+
 /// What the root context shares with every exchange of its VM.
 pub struct Shared {
+    /// Settlements of shared limits (ADR 0017), sent at the next tick.
+    pub settlements: RefCell<Vec<tollgate_engine::GrpcCall>>,
     /// Trace summaries on their way to the collector (when one is configured).
     pub forwarder: Option<Forwarder>,
     /// Requests paused in their headers (strict mode).
@@ -67,6 +72,8 @@ pub struct Root {
     last_metrics_flush: u64,
     /// Dropped and delivered summaries already counted in metrics.
     reported: (u64, u64),
+    /// Tokens of settlement calls in flight (their answers are not ingest answers).
+    settling: std::collections::HashSet<u32>,
     /// History-cache counts already counted in metrics.
     cache_reported: CacheStats,
 }
@@ -78,13 +85,31 @@ impl Root {
             engine: None,
             metrics: Rc::new(Metrics::default()),
             shared: Rc::new(Shared {
+                settlements: RefCell::new(Vec::new()),
                 forwarder: None,
                 watch: RefCell::new(HoldWatch::new(0)),
                 scan_cache: RefCell::new(ScanCache::off()),
             }),
             last_metrics_flush: 0,
             reported: (0, 0),
+            settling: std::collections::HashSet::new(),
             cache_reported: CacheStats::default(),
+        }
+    }
+
+    /// Sends the settlements of shared limits the exchanges queued.
+    fn settle(&mut self) {
+        let calls = std::mem::take(&mut *self.shared.settlements.borrow_mut());
+        for call in calls {
+            match host::dispatch_grpc(&call) {
+                Some(token) => {
+                    self.settling.insert(token);
+                }
+                None => {
+                    self.metrics
+                        .add("tollgate.limits.settlements", &[("result", "not_sent")], 1)
+                }
+            }
         }
     }
 
@@ -204,7 +229,13 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _response_size: usize) {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
+        if self.settling.remove(&token_id) {
+            let result = if status_code == 0 { "ok" } else { "failed" };
+            self.metrics
+                .add("tollgate.limits.settlements", &[("result", result)], 1);
+            return;
+        }
         let now = host::now_nanos();
         let Some(f) = &self.shared.forwarder else {
             return;
@@ -227,6 +258,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let now = host::now_nanos();
         self.release_paused(now);
+        self.settle();
         self.forward(now);
         self.flush_metrics(now);
     }
@@ -268,8 +300,10 @@ impl RootContext for Root {
                 }
             });
         let strict = engine.request_hold().mode == HoldMode::Headers;
-        // the tick sends due batches, watches paused requests and, every second, flushes metrics
-        let tick = if forwarder.is_some() || strict {
+        // the tick sends due batches and settlements, watches paused requests and, every second,
+        // flushes metrics
+        let shared_limits = engine.tenant_limits().shared().is_some();
+        let tick = if forwarder.is_some() || strict || shared_limits {
             FAST_TICK
         } else {
             metrics::FLUSH_PERIOD
@@ -284,6 +318,7 @@ impl RootContext for Root {
         }
         // a new configuration starts a new cache: what the old one found may not hold any more
         self.shared = Rc::new(Shared {
+            settlements: RefCell::new(Vec::new()),
             forwarder,
             watch: RefCell::new(watch),
             scan_cache: RefCell::new(engine.new_scan_cache(random_secret())),

@@ -1,0 +1,303 @@
+//! Shared limits as a running service over a real `redis-server`: Envoy's rate-limit protocol
+//! admits exactly the limit under concurrent calls, all of a request's counters or none, the
+//! ledger settles counters of its domain only, and every bad call or dead store gets a clear
+//! status (the filter then applies its `on_unreachable` policy).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code fails loudly
+
+mod common;
+
+use common::redis::Redis;
+use tokio_util::sync::CancellationToken;
+use tollgate_collector::config::{CollectorConfig, LimitsConfig, StorageConfig};
+use tollgate_proto::rls::rate_limit_descriptor::{Entry, RateLimitOverride};
+use tollgate_proto::rls::rate_limit_response::Code;
+use tollgate_proto::rls::rate_limit_service_client::RateLimitServiceClient;
+use tollgate_proto::rls::{
+    RateLimitDescriptor, RateLimitRequest, RateLimitResponse, RateLimitUnit,
+};
+use tollgate_proto::v1::limit_ledger_client::LimitLedgerClient;
+use tollgate_proto::v1::{SettleRequest, Settlement};
+use tonic::metadata::MetadataValue;
+
+const TOKEN: &str = "ingest-token-0123456789";
+
+struct Running {
+    grpc: String,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn collector(redis: Option<String>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        storage: StorageConfig::Sqlite {
+            path: dir.path().join("c.db"),
+        },
+        ingest_tokens: vec![TOKEN.into()],
+        limits: LimitsConfig { redis },
+        ..CollectorConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(tollgate_collector::run(config, stop.clone(), Some(tx)));
+    let bound = rx.await.unwrap();
+    Running {
+        grpc: format!("http://{}", bound.grpc),
+        stop,
+        _dir: dir,
+    }
+}
+
+fn descriptor(
+    tenant: &str,
+    limit_id: &str,
+    limit: u64,
+    unit: RateLimitUnit,
+    hits: u64,
+) -> RateLimitDescriptor {
+    let entry = |k: &str, v: &str| Entry {
+        key: k.into(),
+        value: v.into(),
+    };
+    RateLimitDescriptor {
+        entries: vec![
+            entry("tenant", tenant),
+            entry("limit", limit_id),
+            entry("tollgate_limit", &limit.to_string()),
+        ],
+        limit: Some(RateLimitOverride {
+            requests_per_unit: u32::try_from(limit).unwrap_or(u32::MAX),
+            unit: unit as i32,
+        }),
+        hits_addend: Some(hits),
+    }
+}
+
+fn authed<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {TOKEN}")).unwrap(),
+    );
+    req
+}
+
+async fn ask(
+    grpc: &str,
+    descriptors: Vec<RateLimitDescriptor>,
+) -> Result<RateLimitResponse, tonic::Status> {
+    let mut client = RateLimitServiceClient::connect(grpc.to_string())
+        .await
+        .unwrap();
+    client
+        .should_rate_limit(authed(RateLimitRequest {
+            domain: "tollgate".into(),
+            descriptors,
+            hits_addend: 0,
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reservations_admit_exactly_the_limit_all_or_nothing_and_settle() {
+    let redis = Redis::start();
+    let c = collector(Some(redis.url())).await;
+    // 30 at once against 10 a minute (two collectors' worth of callers would see the same)
+    let calls: Vec<_> = (0..30)
+        .map(|_| {
+            let grpc = c.grpc.clone();
+            tokio::spawn(async move {
+                ask(
+                    &grpc,
+                    vec![descriptor(
+                        "team-a",
+                        "requests/minute",
+                        10,
+                        RateLimitUnit::Minute,
+                        1,
+                    )],
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for call in calls {
+        let r = call.await.unwrap().unwrap();
+        assert_eq!(r.statuses.len(), 1);
+        if r.overall_code == Code::Ok as i32 {
+            ok += 1;
+        } else {
+            assert_eq!(r.statuses[0].code, Code::OverLimit as i32);
+            assert_eq!(r.statuses[0].limit_remaining, 0);
+            let reset = r.statuses[0].duration_until_reset.unwrap();
+            assert!((0..=60).contains(&reset.seconds), "{reset:?}");
+        }
+    }
+    assert_eq!(ok, 10);
+
+    // two limits: both must fit; the one that does not takes nothing from the other
+    let both = |hits| {
+        vec![
+            descriptor("team-t", "requests/minute", 100, RateLimitUnit::Minute, 1),
+            descriptor(
+                "team-t",
+                "total_tokens/minute",
+                5000,
+                RateLimitUnit::Minute,
+                hits,
+            ),
+        ]
+    };
+    let mut counters = Vec::new();
+    for _ in 0..4 {
+        let r = ask(&c.grpc, both(1050)).await.unwrap();
+        assert_eq!(r.overall_code, Code::Ok as i32);
+        counters = r
+            .statuses
+            .iter()
+            .map(|s| s.current_limit.as_ref().unwrap().name.clone())
+            .collect();
+    }
+    let r = ask(&c.grpc, both(1050)).await.unwrap();
+    assert_eq!(r.overall_code, Code::OverLimit as i32);
+    assert_eq!(r.statuses[0].code, Code::Ok as i32);
+    assert_eq!(
+        r.statuses[0].limit_remaining, 96,
+        "the refusal counted no request"
+    );
+    assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
+    assert_eq!(r.statuses[1].limit_remaining, 800);
+    // the four used 50 tokens each: settling gives the rest back
+    let mut ledger = LimitLedgerClient::connect(c.grpc.clone()).await.unwrap();
+    for _ in 0..4 {
+        ledger
+            .settle(authed(SettleRequest {
+                domain: "tollgate".into(),
+                settlements: vec![Settlement {
+                    counter: counters[1].clone(),
+                    delta: 50 - 1050,
+                }],
+            }))
+            .await
+            .unwrap();
+    }
+    let r = ask(&c.grpc, both(1050)).await.unwrap();
+    assert_eq!(r.overall_code, Code::Ok as i32);
+    assert_eq!(r.statuses[1].limit_remaining, 5000 - 200 - 1050);
+    // never below zero
+    ledger
+        .settle(authed(SettleRequest {
+            domain: "tollgate".into(),
+            settlements: vec![Settlement {
+                counter: counters[1].clone(),
+                delta: -1_000_000,
+            }],
+        }))
+        .await
+        .unwrap();
+    let r = ask(&c.grpc, both(0)).await.unwrap();
+    assert_eq!(r.statuses[1].limit_remaining, 5000);
+    // a counter of another domain is not the caller's to change
+    let err = ledger
+        .settle(authed(SettleRequest {
+            domain: "other".into(),
+            settlements: vec![Settlement {
+                counter: counters[1].clone(),
+                delta: -1,
+            }],
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("settlements[0].counter"), "{err:?}");
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_calls_and_missing_or_dead_stores_get_clear_statuses() {
+    let mut redis = Redis::start();
+    let c = collector(Some(redis.url())).await;
+    // no token
+    let mut client = RateLimitServiceClient::connect(c.grpc.clone())
+        .await
+        .unwrap();
+    let err = client
+        .should_rate_limit(RateLimitRequest {
+            domain: "tollgate".into(),
+            descriptors: vec![descriptor(
+                "t",
+                "requests/minute",
+                1,
+                RateLimitUnit::Minute,
+                1,
+            )],
+            hits_addend: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    // a descriptor without a limit names itself
+    let mut d = descriptor("t", "requests/minute", 1, RateLimitUnit::Minute, 1);
+    d.limit = None;
+    let err = ask(
+        &c.grpc,
+        vec![
+            descriptor("t", "requests/minute", 1, RateLimitUnit::Minute, 1),
+            d,
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("descriptors[1]"), "{err:?}");
+    let err = ask(
+        &c.grpc,
+        vec![descriptor("t", "x/year", 1, RateLimitUnit::Year, 1)],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message().contains("unit"), "{err:?}");
+    // Redis gone: UNAVAILABLE (the filter falls back or refuses, as configured)
+    redis.kill();
+    let err = ask(
+        &c.grpc,
+        vec![descriptor(
+            "t",
+            "requests/minute",
+            1,
+            RateLimitUnit::Minute,
+            1,
+        )],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    c.stop.cancel();
+    // no Redis configured at all
+    let c = collector(None).await;
+    let err = ask(
+        &c.grpc,
+        vec![descriptor(
+            "t",
+            "requests/minute",
+            1,
+            RateLimitUnit::Minute,
+            1,
+        )],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(err.message().contains("limits.redis"), "{err:?}");
+    c.stop.cancel();
+}
