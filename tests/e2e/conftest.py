@@ -137,10 +137,11 @@ ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 class Collector:
     """The real collector binary on free ports, with its own database (kept across restarts)."""
 
-    def __init__(self, storage: str = "", config: str = ""):
+    def __init__(self, storage: str = "", config: str = "", env: dict | None = None):
         assert COLLECTOR_BIN.exists(), f"{COLLECTOR_BIN} is missing: cargo build -p tollgate-collector"
         self.storage = storage
         self.config = config
+        self.env = env or {}
         self.dir = tempfile.TemporaryDirectory(prefix="tollgate-collector-")
         self.grpc, self.http = free_port(), free_port()
         self.db = Path(self.dir.name) / "collector.db"
@@ -153,7 +154,7 @@ class Collector:
 
     def start(self):
         env = {**os.environ, "TOLLGATE_COLLECTOR_INGEST_TOKENS": INGEST_TOKEN,
-               "TOLLGATE_COLLECTOR_ADMIN_KEY": ADMIN_KEY, "RUST_LOG": "info"}
+               "TOLLGATE_COLLECTOR_ADMIN_KEY": ADMIN_KEY, "RUST_LOG": "info", **self.env}
         self.log = open(Path(self.dir.name) / "collector.log", "a")
         self.proc = subprocess.Popen(
             [str(COLLECTOR_BIN), "--grpc-listen", self.address, "--http-listen", f"127.0.0.1:{self.http}",
@@ -197,6 +198,32 @@ class Collector:
             self.proc.terminate()
             self.proc.wait(timeout=15)
         self.dir.cleanup()
+
+
+class RedisServer:
+    """A real redis-server (Debian's package) on a free loopback port, without persistence."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
 
 
 class ClickHouseServer:

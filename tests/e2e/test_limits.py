@@ -1,8 +1,13 @@
-"""Per-tenant limits (issue 14, ADR 0017) in a real Envoy with two workers, configured with
-`examples/limits.json`: every tenant (from `x-tenant-id`) may make 10 requests and use 5,000
-tokens a minute. The counters live in the VM id's shared data, so both workers count in one
-place. Each test uses tenants of its own (the windows are a minute long and the Envoy is shared),
-and starts its burst early enough in a minute that the burst cannot straddle two windows."""
+"""Per-tenant limits (issue 14, ADR 0017), configured with `examples/limits.json`: every tenant
+(from `x-tenant-id`) may make 10 requests and use 5,000 tokens a minute.
+
+- Per Envoy: one Envoy with two workers; the counters live in the VM id's shared data, so both
+  workers count in one place.
+- Shared: two Envoys ask the collector over Envoy's rate-limit protocol, the collector counts in
+  a real Redis; a silent service falls back to each Envoy's counters, or refuses, as configured.
+
+Each test uses tenants of its own (the windows are a minute long and the Envoys are shared), and
+starts its burst early enough in a minute that the burst cannot straddle two windows."""
 import datetime
 import http.client
 import json
@@ -15,7 +20,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import REPO, Gateway
+from conftest import INGEST_TOKEN, REPO, Collector, Gateway, RedisServer, free_port
 
 LIMITS = json.loads((REPO / "examples" / "limits.json").read_text())
 
@@ -177,3 +182,83 @@ def test_streams_settle_at_their_end_and_when_the_client_goes_away(limited):
     # the abandoned stream's 1,000-token reservation was replaced by its small estimate: still
     # held, at most 5,000 - 2 x 38 - 1,000 would be left
     assert left >= 5000 - 2 * 38 - 300, (left, remaining)
+
+
+def shared_config(on_unreachable: str = "local") -> dict:
+    limits = {**LIMITS["tenant_limits"], "shared": {
+        "cluster": "tollgate_collector", "token": INGEST_TOKEN, "on_unreachable": on_unreachable}}
+    return {**LIMITS, "tenant_limits": limits}
+
+
+@pytest.fixture(scope="module")
+def two_envoys(mock, envoy_mode):
+    """Two Envoys (one worker each) sharing the collector's counters in a real Redis."""
+    redis = RedisServer()
+    collector = Collector(env={"TOLLGATE_COLLECTOR_REDIS": redis.url})
+    gws = [Gateway(mock[0], shared_config(), collector=collector.address, mode=envoy_mode) for _ in range(2)]
+    for gw in gws:
+        assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
+    yield gws
+    for gw in gws:
+        gw.stop()
+    collector.stop()
+    redis.stop()
+
+
+def test_two_envoys_share_one_count_through_the_collector_and_redis(two_envoys, recorder):
+    early_in_a_minute()
+    team = tenant("team-shared")
+    with ThreadPoolExecutor(30) as pool:
+        results = list(pool.map(
+            lambda i: post(two_envoys[i % 2], team, chat(max_tokens=50), delay_ms=300), range(30)))
+    statuses = sorted(s for s, _, _ in results)
+    assert statuses == [200] * 10 + [429] * 20, statuses
+    for status, headers, body in results:
+        if status == 429:
+            assert body["error"]["code"] == "rate_limit_exceeded"
+            assert 1 <= int(headers["retry-after"]) <= 60
+            assert headers["x-tollgate-rule"] == "requests/minute"
+        else:
+            assert headers["x-ratelimit-limit-requests"] == "10"
+    served = [r for r in recorder.requests if r["headers"].get("x-tenant-id") == team]
+    assert len(served) == 10
+
+
+def test_shared_reservations_are_settled_to_the_usage(two_envoys):
+    early_in_a_minute(12)
+    team = tenant("team-settle")
+    for i in range(3):
+        status, _, _ = post(two_envoys[i % 2], team, chat(max_tokens=1000))
+        assert status == 200
+    # settlements leave with each Envoy's next tick (100 ms): wait for them to land
+    deadline = time.time() + 10
+    while True:
+        status, headers, _ = post(two_envoys[0], team, chat(max_tokens=1))
+        assert status == 200
+        left = int(headers["x-ratelimit-remaining-tokens"])
+        # settled: 3 x 38 used (+ earlier probes, a few tokens each); unsettled: about 5,000 - 3,030
+        if left >= 5000 - 3 * 38 - 200 or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert left >= 5000 - 3 * 38 - 200, left
+
+
+def test_a_silent_limit_service_falls_back_to_local_counters_or_refuses(mock, envoy_mode):
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens: every call fails at once
+    local = Gateway(mock[0], shared_config("local"), collector=dead, mode=envoy_mode)
+    refuse = Gateway(mock[0], shared_config("refuse"), collector=dead, mode=envoy_mode)
+    try:
+        for gw in (local, refuse):
+            assert gw.wait_ready(), gw.logs()[-4000:]
+        early_in_a_minute()
+        team = tenant("team-fallback")
+        started = time.time()
+        statuses = [post(local, team, chat(max_tokens=50))[0] for _ in range(12)]
+        assert statuses == [200] * 10 + [429] * 2, statuses
+        status, headers, body = post(refuse, team, chat(max_tokens=50))
+        assert status == 429 and "unavailable" in body["error"]["message"]
+        assert headers["retry-after"] == "1"
+        assert time.time() - started < 20, "no request waited long for the silent service"
+    finally:
+        local.stop()
+        refuse.stop()
