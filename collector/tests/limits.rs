@@ -81,6 +81,17 @@ fn descriptor(
     }
 }
 
+/// One request a minute for tenant `t`.
+fn one_a_minute() -> Vec<RateLimitDescriptor> {
+    vec![descriptor(
+        "t",
+        "requests/minute",
+        1,
+        RateLimitUnit::Minute,
+        1,
+    )]
+}
+
 fn authed<T>(msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut().insert(
@@ -234,13 +245,7 @@ async fn bad_calls_and_missing_or_dead_stores_get_clear_statuses() {
     let err = client
         .should_rate_limit(RateLimitRequest {
             domain: "tollgate".into(),
-            descriptors: vec![descriptor(
-                "t",
-                "requests/minute",
-                1,
-                RateLimitUnit::Minute,
-                1,
-            )],
+            descriptors: one_a_minute(),
             hits_addend: 0,
         })
         .await
@@ -269,34 +274,12 @@ async fn bad_calls_and_missing_or_dead_stores_get_clear_statuses() {
     assert!(err.message().contains("unit"), "{err:?}");
     // Redis gone: UNAVAILABLE (the filter falls back or refuses, as configured)
     redis.kill();
-    let err = ask(
-        &c.grpc,
-        vec![descriptor(
-            "t",
-            "requests/minute",
-            1,
-            RateLimitUnit::Minute,
-            1,
-        )],
-    )
-    .await
-    .unwrap_err();
+    let err = ask(&c.grpc, one_a_minute()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     c.stop.cancel();
     // no Redis configured at all
     let c = collector(None).await;
-    let err = ask(
-        &c.grpc,
-        vec![descriptor(
-            "t",
-            "requests/minute",
-            1,
-            RateLimitUnit::Minute,
-            1,
-        )],
-    )
-    .await
-    .unwrap_err();
+    let err = ask(&c.grpc, one_a_minute()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("limits.redis"), "{err:?}");
     c.stop.cancel();

@@ -1285,18 +1285,7 @@ mod tests {
         status: u16,
         usage: (u64, u64),
     ) -> (ExchangeFlow, RequestPlan, Vec<HeaderEdit>) {
-        let (mut flow, _) = ExchangeFlow::start(
-            e,
-            &headers(body.as_bytes()),
-            &NoFacts,
-            T0,
-            false,
-            false,
-            counters.clone(),
-        )
-        .unwrap();
-        flow.request_body_call(e, body.len(), true);
-        let req = flow.request_body(e, body.as_bytes(), &mut ScanCache::off());
+        let (mut flow, req) = requested(e, counters, body);
         if req.reply.is_some() {
             return (flow, req, Vec::new());
         }
@@ -1316,6 +1305,28 @@ mod tests {
         }
         flow.finish(e, Some(status), T0 + 4_000_000);
         (flow, req, edits)
+    }
+
+    /// A request's headers at `T0` against `counters` (default hold).
+    fn begin(
+        e: &Engine,
+        counters: &Rc<dyn CounterStore>,
+        body: &str,
+    ) -> (ExchangeFlow, HeadersPlan) {
+        let h = headers(body.as_bytes());
+        ExchangeFlow::start(e, &h, &NoFacts, T0, false, false, counters.clone()).unwrap()
+    }
+
+    /// A request's headers, then its whole body.
+    fn requested(
+        e: &Engine,
+        counters: &Rc<dyn CounterStore>,
+        body: &str,
+    ) -> (ExchangeFlow, RequestPlan) {
+        let (mut flow, _) = begin(e, counters, body);
+        flow.request_body_call(e, body.len(), true);
+        let plan = flow.request_body(e, body.as_bytes(), &mut ScanCache::off());
+        (flow, plan)
     }
 
     fn used(counters: &Rc<dyn CounterStore>, id: &str) -> u64 {
@@ -1402,16 +1413,7 @@ mod tests {
             r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#,
             "x".repeat(500)
         );
-        let (mut flow, plan) = ExchangeFlow::start(
-            &e,
-            &headers(big.as_bytes()),
-            &NoFacts,
-            T0,
-            false,
-            false,
-            counters.clone(),
-        )
-        .unwrap();
+        let (mut flow, plan) = begin(&e, &counters, &big);
         assert!(plan.reply.is_none());
         assert_eq!(used(&counters, "requests/minute"), 1);
         assert_eq!(
@@ -1435,21 +1437,7 @@ mod tests {
             ))
         };
         let body = r#"{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
-        let start = |e: &Engine, counters: &Rc<dyn CounterStore>| {
-            let (mut flow, _) = ExchangeFlow::start(
-                e,
-                &headers(body.as_bytes()),
-                &NoFacts,
-                T0,
-                false,
-                false,
-                counters.clone(),
-            )
-            .unwrap();
-            flow.request_body_call(e, body.len(), true);
-            let plan = flow.request_body(e, body.as_bytes(), &mut ScanCache::off());
-            (flow, plan)
-        };
+        let start = |e: &Engine, counters: &Rc<dyn CounterStore>| requested(e, counters, body);
         // the service is silent: this Envoy's counters decide (one a minute)
         let e = shared("local");
         let counters = no_limits();
