@@ -35,6 +35,8 @@ pub struct ApiState<S> {
     /// Keys created with `tollgate-collector keys create`.
     pub keys: Option<Arc<KeyStore>>,
     pub metrics: Arc<CollectorMetrics>,
+    /// The shared limit counters (`limits.redis`), for `GET /v1/budgets`.
+    pub counters: Option<crate::limits::counters::Counters>,
 }
 
 /// An RFC 9457 problem.
@@ -72,6 +74,15 @@ impl Problem {
         Problem {
             status: StatusCode::NOT_FOUND,
             title: "Not found",
+            detail: detail.into(),
+            param: None,
+        }
+    }
+
+    fn unavailable(detail: impl Into<String>) -> Self {
+        Problem {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            title: "Unavailable",
             detail: detail.into(),
             param: None,
         }
@@ -134,6 +145,7 @@ pub fn router<S: Storage + Clone>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/usage", get(usage::<S>))
         .route("/v1/findings", get(findings::<S>))
         .route("/v1/anomalies", get(anomalies::<S>))
+        .route("/v1/budgets", get(budgets::<S>))
         .route("/v1/keys", get(list_keys::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -457,6 +469,58 @@ async fn usage<S: Storage + Clone>(
     };
     let rows = state.storage.usage(q).await?;
     Ok(Json(json!({ "rows": rows })))
+}
+
+/// `GET /v1/budgets`: each tenant's shared limits in their current windows (used, limit,
+/// remaining, reset), from the Redis counters; empty with `enabled: false` when shared limits
+/// are off.
+async fn budgets<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+    Extension(caller): Extension<Caller>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Problem> {
+    require(&caller, Role::Viewer)?;
+    let p = Params(raw);
+    p.known(&["tenant", "domain"])?;
+    let Some(counters) = &state.counters else {
+        return Ok(Json(json!({ "enabled": false, "budgets": [] })));
+    };
+    let now_ms = u64::try_from(crate::time::now_ns() / 1_000_000).unwrap_or(0);
+    let listed = counters.list(now_ms).await.map_err(|e| {
+        tracing::warn!(error = %e, "redis: budgets unavailable");
+        Problem::unavailable("the limit counters (Redis) do not answer")
+    })?;
+    let (tenant, domain) = (p.text("tenant"), p.text("domain"));
+    let mut rows: Vec<Value> = listed
+        .iter()
+        .filter_map(|(key, used, limit, end)| {
+            let (d, start, t, id) = crate::limits::counters::parse_key(key)?;
+            let visible = match &caller.scope {
+                TenantScope::All => true,
+                TenantScope::Only(list) => list.iter().any(|x| x == t),
+            };
+            let wanted = tenant.as_deref().is_none_or(|w| w == t)
+                && domain.as_deref().is_none_or(|w| w == d);
+            (visible && wanted).then(|| {
+                let ns = |ms: u64| i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+                json!({
+                    "tenant": t,
+                    "limit": id,
+                    "domain": d,
+                    "window_start": crate::time::format_nanos(ns(start)),
+                    "resets_at": crate::time::format_nanos(ns(*end)),
+                    "used": used,
+                    "limit_value": limit,
+                    "remaining": limit.saturating_sub(*used),
+                })
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (a["tenant"].as_str(), a["limit"].as_str())
+            .cmp(&(b["tenant"].as_str(), b["limit"].as_str()))
+    });
+    Ok(Json(json!({ "enabled": true, "budgets": rows })))
 }
 
 async fn anomalies<S: Storage + Clone>(

@@ -135,8 +135,9 @@ pub async fn serve<S: Storage + Clone>(
         tracing::info!("shared limits on (Redis)");
     }
     let limit_service = limits::service::LimitService::new(
-        counters,
+        counters.clone(),
         ingest::BearerTokens::new(&config.ingest_tokens),
+        storage.clone(),
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -172,6 +173,7 @@ pub async fn serve<S: Storage + Clone>(
             .map(|k| Sha256::digest(k.as_bytes()).into()),
         keys,
         metrics: metrics.clone(),
+        counters,
     });
     let app = api::router(state);
     let http_shutdown = shutdown.clone();

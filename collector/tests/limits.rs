@@ -29,6 +29,7 @@ const TOKEN: &str = "ingest-token-0123456789";
 
 struct Running {
     grpc: String,
+    http: std::net::SocketAddr,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -51,6 +52,7 @@ async fn collector(redis: Option<String>) -> Running {
     let bound = rx.await.unwrap();
     Running {
         grpc: format!("http://{}", bound.grpc),
+        http: bound.http,
         stop,
         _dir: dir,
     }
@@ -282,5 +284,115 @@ async fn bad_calls_and_missing_or_dead_stores_get_clear_statuses() {
     let err = ask(&c.grpc, one_a_minute()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("limits.redis"), "{err:?}");
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_counters_start_from_the_stored_spend_and_budgets_report_every_limit() {
+    use tollgate_proto::v1::collector_client::CollectorClient;
+    use tollgate_proto::v1::{IngestRequest, Outcome, TraceSummary};
+    let redis = Redis::start();
+    let c = collector(Some(redis.url())).await;
+    // the tenant already spent 60 micro-USD today, stored before any reservation
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap();
+    let spent = |id: &str, cost| TraceSummary {
+        request_id: id.into(),
+        tenant: "spender".into(),
+        provider: "openai".into(),
+        route: "openai".into(),
+        request_model: "gpt-4o-mini".into(),
+        outcome: Outcome::Allowed as i32,
+        status_code: 200,
+        start_unix_nanos: now - 1_000_000,
+        end_unix_nanos: now,
+        cost_micro_usd: cost,
+        cost_known: true,
+        ..TraceSummary::default()
+    };
+    let mut ingest = CollectorClient::connect(c.grpc.clone()).await.unwrap();
+    ingest
+        .ingest(authed(IngestRequest {
+            summaries: vec![spent("s1", 25), spent("s2", 35)],
+        }))
+        .await
+        .unwrap();
+    let money = |hits| {
+        vec![
+            descriptor("spender", "requests/day", 1000, RateLimitUnit::Day, 1),
+            descriptor(
+                "spender",
+                "cost_micro_usd/day",
+                100,
+                RateLimitUnit::Day,
+                hits,
+            ),
+        ]
+    };
+    let r = ask(&c.grpc, money(10)).await.unwrap();
+    assert_eq!(r.overall_code, Code::Ok as i32);
+    assert_eq!(r.statuses[1].limit_remaining, 100 - 60 - 10);
+    // seeded once: later spend is the counters' own business
+    let r = ask(&c.grpc, money(31)).await.unwrap();
+    assert_eq!(r.overall_code, Code::OverLimit as i32);
+    assert_eq!(r.statuses[1].limit_remaining, 30);
+
+    // the budget API lists both limits of the tenant
+    let c_http = c.http;
+    let body: serde_json::Value =
+        reqwest::get(format!("http://{c_http}/v1/budgets?tenant=spender"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap();
+    assert_eq!(body["enabled"], true);
+    let rows = body["budgets"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    let money_row = rows
+        .iter()
+        .find(|r| r["limit"] == "cost_micro_usd/day")
+        .unwrap();
+    assert_eq!(money_row["used"], 70);
+    assert_eq!(money_row["limit_value"], 100);
+    assert_eq!(money_row["remaining"], 30);
+    assert_eq!(money_row["domain"], "tollgate");
+    assert!(money_row["resets_at"]
+        .as_str()
+        .unwrap()
+        .ends_with("T00:00:00Z"));
+    let requests_row = rows.iter().find(|r| r["limit"] == "requests/day").unwrap();
+    assert_eq!(requests_row["used"], 1);
+    // another tenant's budgets are not in the answer
+    let other: serde_json::Value =
+        reqwest::get(format!("http://{c_http}/v1/budgets?tenant=nobody"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap();
+    assert_eq!(other["budgets"].as_array().unwrap().len(), 0);
+    let bad = reqwest::get(format!("http://{c_http}/v1/budgets?tenants=x"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    c.stop.cancel();
+    // without Redis the API says so
+    let c = collector(None).await;
+    let body: serde_json::Value = reqwest::get(format!("http://{}/v1/budgets", c.http))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    assert_eq!(body, serde_json::json!({"enabled": false, "budgets": []}));
     c.stop.cancel();
 }

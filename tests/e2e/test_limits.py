@@ -198,6 +198,7 @@ def two_envoys(mock, envoy_mode):
     gws = [Gateway(mock[0], shared_config(), collector=collector.address, mode=envoy_mode) for _ in range(2)]
     for gw in gws:
         assert gw.wait_ready(), f"Envoy did not become ready:\n{gw.logs()[-4000:]}"
+    gws[0].collector = collector
     yield gws
     for gw in gws:
         gw.stop()
@@ -224,23 +225,51 @@ def test_two_envoys_share_one_count_through_the_collector_and_redis(two_envoys, 
     assert len(served) == 10
 
 
-def test_shared_reservations_are_settled_to_the_usage(two_envoys):
-    early_in_a_minute(12)
-    team = tenant("team-settle")
-    for i in range(3):
-        status, _, _ = post(two_envoys[i % 2], team, chat(max_tokens=1000))
-        assert status == 200
-    # settlements leave with each Envoy's next tick (100 ms): wait for them to land
-    deadline = time.time() + 10
+def budget(collector, team: str, limit: str) -> dict:
+    status, body = collector.get(f"/v1/budgets?tenant={team}")
+    assert status == 200 and body["enabled"] is True, body
+    rows = [b for b in body["budgets"] if b["limit"] == limit]
+    assert len(rows) == 1, body
+    return rows[0]
+
+
+def settled(collector, team: str, limit: str, ok, timeout: float = 10.0) -> dict:
+    """The budget row once `ok(row)` holds (settlements leave with each Envoy's next tick)."""
+    deadline = time.time() + timeout
     while True:
-        status, headers, _ = post(two_envoys[0], team, chat(max_tokens=1))
-        assert status == 200
-        left = int(headers["x-ratelimit-remaining-tokens"])
-        # settled: 3 x 38 used (+ earlier probes, a few tokens each); unsettled: about 5,000 - 3,030
-        if left >= 5000 - 3 * 38 - 200 or time.time() > deadline:
-            break
-        time.sleep(0.3)
-    assert left >= 5000 - 3 * 38 - 200, left
+        row = budget(collector, team, limit)
+        if ok(row) or time.time() > deadline:
+            return row
+        time.sleep(0.2)
+
+
+def test_shared_reservations_settle_at_the_end_of_calls_streams_and_disconnects(two_envoys):
+    early_in_a_minute(15)
+    collector = two_envoys[0].collector
+    team = tenant("team-settle")
+    # a call and a whole stream, through either Envoy: each settles to the mock's 21 + 17
+    status, _, _ = post(two_envoys[0], team, chat(max_tokens=1000))
+    assert status == 200
+    status, _, body = post(two_envoys[1], team, chat(max_tokens=1000, stream=True))
+    assert status == 200 and "[DONE]" in body["text"]
+    row = settled(collector, team, "total_tokens/minute", lambda r: r["used"] == 2 * 38)
+    assert row["used"] == 2 * 38, row
+    assert row["limit_value"] == 5000 and row["remaining"] == 5000 - 76
+    assert budget(collector, team, "requests/minute")["used"] == 2
+    # a client that leaves a slow stream: its 1,000-token reservation becomes its estimate
+    rid = uuid.uuid4().hex
+    raw = json.dumps(chat(max_tokens=1000, stream=True))
+    sock = socket.create_connection(("127.0.0.1", two_envoys[1].port), timeout=10)
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  f"x-tenant-id: {team}\r\nx-request-id: {rid}\r\nx-mock-pace-ms: 400\r\n"
+                  f"content-length: {len(raw)}\r\n\r\n{raw}").encode())
+    assert b" 200 " in sock.recv(4096).split(b"\r\n", 1)[0] + b" "
+    held = budget(collector, team, "total_tokens/minute")["used"]
+    assert held > 76 + 1000, "reserved while the stream runs"
+    sock.close()
+    assert two_envoys[1].summary(rid, timeout=10)["stream_incomplete"] is True
+    row = settled(collector, team, "total_tokens/minute", lambda r: r["used"] < 76 + 300)
+    assert 76 < row["used"] < 76 + 300, row
 
 
 def test_a_silent_limit_service_falls_back_to_local_counters_or_refuses(mock, envoy_mode):

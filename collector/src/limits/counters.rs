@@ -1,8 +1,10 @@
 //! The shared limit counters in Redis. A counter's key names its domain, the start of its fixed
 //! window and its descriptor (`tollgate:limit:<domain>:<window start ms>:<key=value,...>`); it
 //! expires a minute after its window ends, so settlements of calls that ran past the end still
-//! find it. Reserving is one script over all of a request's counters: every one must fit, then
-//! every one is incremented; settling adds a signed difference to one counter, never below zero.
+//! find it, and a companion `<key>#meta` holds its limit and window end (for the budget API).
+//! Reserving is one script over all of a request's counters: every one must fit, then every one
+//! is incremented; settling adds a signed difference to one counter, never below zero. A money
+//! counter can be seeded from the collector's stored spend before its first reservation.
 
 use std::fmt::Write as _;
 
@@ -12,22 +14,24 @@ pub const KEY_PREFIX: &str = "tollgate:limit:";
 /// How long a counter outlives its window (ms).
 const GRACE_MS: u64 = 60_000;
 
-/// All of them fit, or none is counted: `KEYS` the counters, `ARGV` (amount, limit, ttl ms) per
-/// key. Returns the index (1-based) of the first counter that does not fit (0: all fit), then
-/// each counter's value (after the increments when admitted, before otherwise).
+/// All of them fit, or none is counted: `KEYS` the counters, `ARGV` (amount, limit, ttl ms,
+/// window end ms) per key. Returns the index (1-based) of the first counter that does not fit
+/// (0: all fit), then each counter's value (after the increments when admitted, before
+/// otherwise).
 const RESERVE: &str = r"
 local n = #KEYS
 local used = {}
 local over = 0
 for i = 1, n do
   used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if over == 0 and used[i] + tonumber(ARGV[3*i-2]) > tonumber(ARGV[3*i-1]) then over = i end
+  if over == 0 and used[i] + tonumber(ARGV[4*i-3]) > tonumber(ARGV[4*i-2]) then over = i end
 end
 if over == 0 then
   for i = 1, n do
-    local amount = tonumber(ARGV[3*i-2])
-    if amount > 0 then used[i] = redis.call('INCRBY', KEYS[i], amount) end
-    if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], ARGV[3*i]) end
+    local amount = tonumber(ARGV[4*i-3])
+    used[i] = redis.call('INCRBY', KEYS[i], amount)
+    if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], ARGV[4*i-1]) end
+    redis.call('SET', KEYS[i] .. '#meta', ARGV[4*i-2] .. ' ' .. ARGV[4*i], 'PX', ARGV[4*i-1])
   end
 end
 local out = {over}
@@ -60,6 +64,17 @@ pub struct Reserved {
     pub refused: Option<usize>,
     /// Each counter's value after (admitted) or before (refused) the request.
     pub used: Vec<u64>,
+}
+
+/// The parts of a counter key of Tollgate's filter: (domain, window start ms, tenant, limit
+/// id); `None` for keys of other descriptors.
+pub fn parse_key(key: &str) -> Option<(&str, u64, &str, &str)> {
+    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let (domain, rest) = rest.split_once(':')?;
+    let (start, entries) = rest.split_once(':')?;
+    let entries = entries.strip_prefix("tenant=")?;
+    let (tenant, limit) = entries.rsplit_once(",limit=")?;
+    Some((domain, start.parse().ok()?, tenant, limit))
 }
 
 /// The key of a counter: domain, window start, and the descriptor's entries.
@@ -116,7 +131,8 @@ impl Counters {
             call.key(&a.key)
                 .arg(a.amount)
                 .arg(a.limit)
-                .arg(a.window_end_ms.saturating_sub(now_ms) + GRACE_MS);
+                .arg(a.window_end_ms.saturating_sub(now_ms) + GRACE_MS)
+                .arg(a.window_end_ms);
         }
         let mut con = self.connection().await?;
         let out: Vec<i64> = call.invoke_async(&mut con).await?;
@@ -142,6 +158,69 @@ impl Counters {
             .invoke_async(&mut con)
             .await?;
         Ok(found == 1)
+    }
+
+    /// Sets a counter that does not exist yet to `value` (a money counter from stored spend);
+    /// false when it already existed.
+    pub async fn seed(&self, ask: &Ask, value: u64, now_ms: u64) -> redis::RedisResult<bool> {
+        let mut con = self.connection().await?;
+        let ttl = ask.window_end_ms.saturating_sub(now_ms) + GRACE_MS;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&ask.key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl)
+            .query_async(&mut con)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Every counter of the current windows with its limit: (key, used, limit, window end ms).
+    pub async fn list(&self, now_ms: u64) -> redis::RedisResult<Vec<(String, u64, u64, u64)>> {
+        let mut con = self.connection().await?;
+        let mut metas: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{KEY_PREFIX}*#meta"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await?;
+            metas.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut out = Vec::new();
+        for chunk in metas.chunks(500) {
+            let counters: Vec<&str> = chunk
+                .iter()
+                .map(|m| m.strip_suffix("#meta").unwrap_or(m))
+                .collect();
+            let values: Vec<Option<u64>> = redis::cmd("MGET")
+                .arg(&counters)
+                .query_async(&mut con)
+                .await?;
+            let meta: Vec<Option<String>> =
+                redis::cmd("MGET").arg(chunk).query_async(&mut con).await?;
+            for ((key, used), meta) in counters.iter().zip(values).zip(meta) {
+                let Some((limit, end)) = meta.as_deref().and_then(|m| m.split_once(' ')) else {
+                    continue;
+                };
+                let (Ok(limit), Ok(end)) = (limit.parse::<u64>(), end.parse::<u64>()) else {
+                    continue;
+                };
+                if end > now_ms {
+                    out.push((key.to_string(), used.unwrap_or(0), limit, end));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The value of a counter (0 when absent).

@@ -3,10 +3,16 @@
 //! descriptor is one counter: its entries name it, its limit is the `tollgate_limit` entry (or
 //! the 32-bit override), its window the override's unit, its amount its own `hits_addend` (or
 //! the request's, or 1). Without Redis configured, or when Redis fails, calls get `UNAVAILABLE`
-//! and the filter applies its `on_unreachable` policy.
+//! and the filter applies its `on_unreachable` policy. A tenant's money counter (`limit` entry
+//! `cost_micro_usd/<window>`, no model or route scope) is seeded from the spend the collector has
+//! stored for that tenant in the window before its first reservation, so a Redis that lost its
+//! data, or limits switched on mid-month, still count what was spent.
 
-use super::counters::{counter_key, Ask, Counters, KEY_PREFIX};
+use super::counters::{counter_key, parse_key, Ask, Counters, KEY_PREFIX};
 use crate::ingest::BearerTokens;
+use crate::storage::{Storage, UsageQuery};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use tollgate_engine::tenant_limits::Window;
 use tollgate_proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use tollgate_proto::rls::rate_limit_service_server::RateLimitService;
@@ -20,18 +26,79 @@ const MAX_DESCRIPTORS: usize = 64;
 /// Descriptor entry holding the limit in full (the filter's `LIMIT_VALUE_KEY`).
 const LIMIT_VALUE_KEY: &str = "tollgate_limit";
 
-/// Both services over the Redis counters (absent: not configured).
+/// Money counters this collector has seeded (or found existing); forgotten past this many.
+const MAX_SEEDED: usize = 100_000;
+
+/// Both services over the Redis counters (absent: not configured) and the stored spend.
 #[derive(Clone)]
-pub struct LimitService {
+pub struct LimitService<S> {
     counters: Option<Counters>,
     tokens: BearerTokens,
+    storage: S,
+    seeded: Arc<Mutex<HashSet<String>>>,
 }
 
-impl LimitService {
-    pub fn new(counters: Option<Counters>, tokens: BearerTokens) -> Self {
-        LimitService { counters, tokens }
+impl<S: Storage + Clone> LimitService<S> {
+    pub fn new(counters: Option<Counters>, tokens: BearerTokens, storage: S) -> Self {
+        LimitService {
+            counters,
+            tokens,
+            storage,
+            seeded: Arc::default(),
+        }
     }
 
+    /// Seeds each unscoped money counter not seen yet from the tenant's stored spend in its
+    /// window (only when the counter does not exist; the first writer wins).
+    async fn seed(&self, counters: &Counters, asks: &[(Ask, Window)], now: u64) {
+        for (ask, window) in asks {
+            let Some((_, start, tenant, limit)) = parse_key(&ask.key) else {
+                continue;
+            };
+            if limit != format!("cost_micro_usd/{}", window.as_str()) {
+                continue;
+            }
+            let fresh = self
+                .seeded
+                .lock()
+                .map(|mut seen| {
+                    if seen.len() >= MAX_SEEDED {
+                        seen.clear();
+                    }
+                    seen.insert(ask.key.clone())
+                })
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let query = UsageQuery {
+                tenant: Some(tenant.to_string()),
+                from_ns: i64::try_from(start.saturating_mul(1_000_000)).ok(),
+                ..UsageQuery::default()
+            };
+            let spent: i64 = match self.storage.usage(query).await {
+                Ok(rows) => rows.iter().map(|r| r.cost_micro_usd).sum(),
+                Err(e) => {
+                    tracing::warn!(error = %e, tenant, "stored spend unavailable; counter not seeded");
+                    continue;
+                }
+            };
+            let value = u64::try_from(spent).unwrap_or(0);
+            match counters.seed(ask, value, now).await {
+                Ok(true) => tracing::info!(
+                    tenant,
+                    limit,
+                    micro_usd = value,
+                    "money counter seeded from stored spend"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "redis: seeding failed"),
+            }
+        }
+    }
+}
+
+impl<S> LimitService<S> {
     fn counters(&self) -> Result<&Counters, Status> {
         self.counters.as_ref().ok_or_else(|| {
             Status::unavailable(
@@ -129,7 +196,7 @@ fn now_ms() -> u64 {
 }
 
 #[tonic::async_trait]
-impl RateLimitService for LimitService {
+impl<S: Storage + Clone> RateLimitService for LimitService<S> {
     async fn should_rate_limit(
         &self,
         request: Request<RateLimitRequest>,
@@ -139,6 +206,7 @@ impl RateLimitService for LimitService {
         let r = request.into_inner();
         let now = now_ms();
         let asks = asks(&r, now)?;
+        self.seed(counters, &asks, now).await;
         let plain: Vec<Ask> = asks.iter().map(|(a, _)| a.clone()).collect();
         let reserved = counters.reserve(&plain, now).await.map_err(|e| {
             tracing::warn!(error = %e, "redis: reservation failed");
@@ -180,7 +248,7 @@ impl RateLimitService for LimitService {
 }
 
 #[tonic::async_trait]
-impl LimitLedger for LimitService {
+impl<S: Storage + Clone> LimitLedger for LimitService<S> {
     async fn settle(
         &self,
         request: Request<SettleRequest>,
