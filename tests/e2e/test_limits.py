@@ -21,6 +21,7 @@ import openai
 import pytest
 
 from conftest import INGEST_TOKEN, REPO, Collector, Gateway, RedisServer, free_port
+from test_envoy import prometheus
 
 LIMITS = json.loads((REPO / "examples" / "limits.json").read_text())
 
@@ -102,6 +103,12 @@ def test_thirty_concurrent_requests_get_exactly_ten_answers_and_twenty_openai_42
             assert headers["x-tollgate-rule"] == "requests/minute"
     served = [r for r in recorder.requests if r["headers"].get("x-tenant-id") == team]
     assert len(served) == 10, "the refused requests never reached the upstream"
+    # Envoy counts refusals per limit (summed over both workers, handed over about once a second)
+    series = 'tollgate_rate_limited{limit="requests/minute"}'
+    deadline = time.time() + 15
+    while prometheus(limited).get(series, 0) < 20 and time.time() < deadline:
+        time.sleep(0.25)
+    assert prometheus(limited).get(series, 0) == 20
     # both workers took connections, so the count was shared, not per worker
     after = limited.stats(r"listener\..*worker_.*downstream_cx_total")
     grew = {k for k in after if after[k] > before.get(k, 0)}

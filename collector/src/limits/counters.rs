@@ -223,10 +223,9 @@ impl Counters {
         Ok(out)
     }
 
-    /// The value of a counter (0 when absent).
-    pub async fn value(&self, key: &str) -> redis::RedisResult<u64> {
+    /// Whether a counter exists.
+    pub async fn exists(&self, key: &str) -> redis::RedisResult<bool> {
         let mut con = self.connection().await?;
-        let v: Option<u64> = redis::cmd("GET").arg(key).query_async(&mut con).await?;
-        Ok(v.unwrap_or(0))
+        redis::cmd("EXISTS").arg(key).query_async(&mut con).await
     }
 }

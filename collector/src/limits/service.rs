@@ -11,8 +11,6 @@
 use super::counters::{counter_key, parse_key, Ask, Counters, KEY_PREFIX};
 use crate::ingest::BearerTokens;
 use crate::storage::{Storage, UsageQuery};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use tollgate_engine::tenant_limits::Window;
 use tollgate_proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use tollgate_proto::rls::rate_limit_service_server::RateLimitService;
@@ -26,16 +24,12 @@ const MAX_DESCRIPTORS: usize = 64;
 /// Descriptor entry holding the limit in full (the filter's `LIMIT_VALUE_KEY`).
 const LIMIT_VALUE_KEY: &str = "tollgate_limit";
 
-/// Money counters this collector has seeded (or found existing); forgotten past this many.
-const MAX_SEEDED: usize = 100_000;
-
 /// Both services over the Redis counters (absent: not configured) and the stored spend.
 #[derive(Clone)]
 pub struct LimitService<S> {
     counters: Option<Counters>,
     tokens: BearerTokens,
     storage: S,
-    seeded: Arc<Mutex<HashSet<String>>>,
 }
 
 impl<S: Storage + Clone> LimitService<S> {
@@ -44,12 +38,12 @@ impl<S: Storage + Clone> LimitService<S> {
             counters,
             tokens,
             storage,
-            seeded: Arc::default(),
         }
     }
 
-    /// Seeds each unscoped money counter not seen yet from the tenant's stored spend in its
-    /// window (only when the counter does not exist; the first writer wins).
+    /// Seeds each unscoped money counter that does not exist yet (first reservation of the
+    /// window, or a Redis that lost its data) from the tenant's stored spend in its window; the
+    /// first writer wins.
     async fn seed(&self, counters: &Counters, asks: &[(Ask, Window)], now: u64) {
         for (ask, window) in asks {
             let Some((_, start, tenant, limit)) = parse_key(&ask.key) else {
@@ -58,18 +52,13 @@ impl<S: Storage + Clone> LimitService<S> {
             if limit != format!("cost_micro_usd/{}", window.as_str()) {
                 continue;
             }
-            let fresh = self
-                .seeded
-                .lock()
-                .map(|mut seen| {
-                    if seen.len() >= MAX_SEEDED {
-                        seen.clear();
-                    }
-                    seen.insert(ask.key.clone())
-                })
-                .unwrap_or(false);
-            if !fresh {
-                continue;
+            match counters.exists(&ask.key).await {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis: counter lookup failed");
+                    continue;
+                }
             }
             let query = UsageQuery {
                 tenant: Some(tenant.to_string()),

@@ -217,6 +217,26 @@ pub struct ExchangeFlow {
     pending: Option<PendingAdmission>,
     /// A settlement for the shared service, for the shell to send.
     settlement: Option<GrpcCall>,
+    /// What the call is taken to have used when it ends without any usage (the client left
+    /// before an answer): its input, which the provider received.
+    unreported_use: Demand,
+}
+
+/// The input part of a reservation, priced: what a call is taken to have used when it ends
+/// without reporting any usage.
+fn input_only(engine: &Engine, model: Option<&str>, demand: &Demand) -> Demand {
+    let usage = crate::usage::Usage {
+        input_tokens: demand.input_tokens,
+        ..Default::default()
+    };
+    Demand {
+        requests: 1,
+        input_tokens: demand.input_tokens,
+        output_tokens: 0,
+        cost_micro_usd: model
+            .and_then(|m| engine.prices().cost(m, &usage))
+            .unwrap_or(0),
+    }
 }
 
 /// A header from a map the host returned (names are lowercase in Envoy).
@@ -274,6 +294,7 @@ impl ExchangeFlow {
             limit_headers: Vec::new(),
             pending: None,
             settlement: None,
+            unreported_use: Demand::default(),
         };
         let mut plan = HeadersPlan {
             edits: Vec::new(),
@@ -514,6 +535,7 @@ impl ExchangeFlow {
         };
         let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
         let demand = limits.demand(&shape, engine.prices());
+        self.unreported_use = input_only(engine, shape.model, &demand);
         let now_ms = self.record.timing().start / 1_000_000;
         let scope = (&*self.route.name, shape.model);
         let Some(ask) = limits.shared_ask(&self.record.tenant.id, plan, scope, &demand, now_ms)
@@ -554,8 +576,7 @@ impl ExchangeFlow {
                 let refuse = limits
                     .shared()
                     .is_some_and(|s| s.on_unreachable == Unreachable::Refuse);
-                let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
-                match plan.first() {
+                match pending.ask.first_rule() {
                     Some(rule) if refuse => Some(self.refuse(Refusal {
                         reason: RefusalReason::StoreUnavailable,
                         used: 0,
@@ -612,6 +633,7 @@ impl ExchangeFlow {
             return None;
         }
         let demand = limits.demand(&shape, engine.prices());
+        self.unreported_use = input_only(engine, shape.model, &demand);
         let now_ms = self.record.timing().start / 1_000_000;
         let scope = (&*self.route.name, shape.model);
         match limits.admit(
@@ -640,8 +662,10 @@ impl ExchangeFlow {
         let actual = if self.record.status().is_some_and(|s| s >= 400) {
             Demand::default()
         } else {
-            let (usage, cost) = self.record.usage_and_cost();
-            Demand::used(usage, cost)
+            match self.record.usage_and_cost() {
+                (Some(usage), cost) => Demand::used(Some(usage), cost),
+                (None, _) => self.unreported_use,
+            }
         };
         let limits = engine.tenant_limits();
         let body = limits.settle(&*self.counters, &reservation, &actual, now / 1_000_000);
@@ -1420,9 +1444,10 @@ mod tests {
             used(&counters, "total_tokens/minute"),
             big.len() as u64 / 4 + 4096
         );
-        // the client goes away before any response: nothing reported, the estimate is nothing
+        // the client goes away before any response: nothing reported; its input counts (the
+        // provider had it), the reserved output is given back
         flow.finish(&e, None, T0 + 5_000_000);
-        assert_eq!(used(&counters, "total_tokens/minute"), 0);
+        assert_eq!(used(&counters, "total_tokens/minute"), big.len() as u64 / 4);
         assert_eq!(used(&counters, "requests/minute"), 1);
     }
 

@@ -492,43 +492,54 @@ impl TenantLimits {
             let amount = demand.amount(rule.metric);
             let key = counter_key(&rule.id, tenant);
             let (start, end) = rule.window.bounds(now_ms);
+            // a counter already in a later window (another worker admitted a request that
+            // arrived after this one) is never sent back: this request counts in that window
             let outcome = update(store, &key, |stored| {
-                let used = stored
-                    .filter(|c| c.window_start == start)
-                    .map_or(0, |c| c.used);
+                let (window_start, used) = match stored {
+                    Some(c) if c.window_start >= start => (c.window_start, c.used),
+                    _ => (start, 0),
+                };
                 if used.saturating_add(amount) > rule.limit {
-                    return Err(used);
+                    return Err((window_start, used));
                 }
                 Ok(Counter {
-                    window_start: start,
+                    window_start,
                     used: used + amount,
                 })
             });
+            let reset_of = |window_start: u64| {
+                rule.window
+                    .bounds(window_start.max(now_ms))
+                    .1
+                    .max(end)
+                    .saturating_sub(now_ms)
+            };
             match outcome {
                 Ok(Ok(c)) => {
                     held.push(Held {
                         key,
                         rule: rule.clone(),
-                        window_start: start,
+                        window_start: c.window_start,
                         amount,
                     });
                     states.push(LimitState {
                         rule: rule.clone(),
                         remaining: rule.limit.saturating_sub(c.used),
-                        reset_ms: end - now_ms,
+                        reset_ms: reset_of(c.window_start),
                     });
                 }
-                Ok(Err(used)) => {
+                Ok(Err((window_start, used))) => {
+                    let end_ms = reset_of(window_start);
                     self.release_all(store, &held, now_ms);
                     return Admission::Refused(Refusal {
                         reason: RefusalReason::OverLimit,
                         used,
                         requested: amount,
-                        retry_after_ms: end - now_ms,
+                        retry_after_ms: end_ms,
                         state: LimitState {
                             rule: rule.clone(),
                             remaining: rule.limit.saturating_sub(used),
-                            reset_ms: end - now_ms,
+                            reset_ms: end_ms,
                         },
                     });
                 }
@@ -597,11 +608,11 @@ fn settle_one(store: &dyn CounterStore, h: &Held, actual: u64, now_ms: u64) {
     let (current, _) = h.rule.window.bounds(now_ms);
     // best effort: a store that fails here loses the correction, never the request
     let _ = update(store, &h.key, |stored| {
-        if h.window_start == current {
+        if h.window_start >= current {
             return match stored {
-                Some(c) if c.window_start == current => Ok(Counter {
-                    window_start: current,
-                    used: (c.used + actual).saturating_sub(h.amount),
+                Some(c) if c.window_start == h.window_start => Ok(Counter {
+                    window_start: c.window_start,
+                    used: c.used.saturating_add(actual).saturating_sub(h.amount),
                 }),
                 _ => Err(()),
             };

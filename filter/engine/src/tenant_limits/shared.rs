@@ -41,6 +41,13 @@ pub struct SharedAsk {
     now_ms: u64,
 }
 
+impl SharedAsk {
+    /// The first limit the call asks about.
+    pub fn first_rule(&self) -> Option<&LimitRule> {
+        self.asked.first().map(|(rule, _)| rule)
+    }
+}
+
 /// What the shared service's answer means for the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharedAnswer {

@@ -553,3 +553,33 @@ fn counters_round_trip_and_garbage_reads_as_empty() {
     admitted(&l.admit(&store, "t", plan, ("openai", None), &demand(1, 1), NOW));
     assert_eq!(store.counter(&key).unwrap().used, 1);
 }
+
+#[test]
+fn a_request_timed_before_a_newer_window_counts_in_it_and_never_sends_the_counter_back() {
+    // per second: B (at 1.001 s) is counted first; A, whose headers came at 0.999 s, is admitted
+    // after it; the counter must stay in B's window with both, and C must see both
+    let l =
+        limits(r#"{"default": [{"metric": "requests", "limit": 3, "per": "second"}]}"#).unwrap();
+    let store = MemoryStore::default();
+    let key = counter_key("requests/second", "t");
+    let plan = l.plan("t", None);
+    let at = |ms: u64| l.admit(&store, "t", plan, ("openai", None), &demand(1, 1), ms);
+    let base = 1_796_638_531_000;
+    let b = at(base + 1);
+    let a = at(base - 1);
+    assert_eq!(
+        store.counter(&key).unwrap(),
+        Counter {
+            window_start: base,
+            used: 2
+        }
+    );
+    assert_eq!(admitted(&a).states()[0].remaining, 1);
+    assert_eq!(admitted(&a).states()[0].reset_ms, 1001);
+    admitted(&at(base + 2));
+    assert!(matches!(at(base + 3), Admission::Refused(_)));
+    // settling A (reserved in B's window) lowers that window's count
+    l.settle(&store, admitted(&a), &Demand::default(), base + 5);
+    assert_eq!(store.counter(&key).unwrap().used, 2);
+    let _ = b;
+}
