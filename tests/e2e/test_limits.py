@@ -295,6 +295,14 @@ def test_a_silent_limit_service_falls_back_to_local_counters_or_refuses(mock, en
         assert status == 429 and "unavailable" in body["error"]["message"]
         assert headers["retry-after"] == "1"
         assert time.time() - started < 20, "no request waited long for the silent service"
+        # each fallback is counted, so an operator sees Envoys counting alone
+        def fallbacks():
+            m = prometheus(local)
+            return sum(m.get(f'tollgate_limits_shared_calls{{result="{r}"}}', 0) for r in ("failed", "not_sent"))
+        deadline = time.time() + 15
+        while fallbacks() < 12 and time.time() < deadline:
+            time.sleep(0.25)
+        assert fallbacks() == 12
     finally:
         local.stop()
         refuse.stop()

@@ -16,6 +16,10 @@ use tollgate_engine::{
     RequestFacts, RequestPlan, ResponseBodyCall, Step,
 };
 
+/// Metric: calls to the shared limits' service, by `result` (`ok`, `failed`: no answer in time
+/// or an error status, `not_sent`); every one not `ok` was decided by `on_unreachable`.
+const SHARED_CALLS: &str = "tollgate.limits.shared_calls";
+
 /// Filter-state name of the per-request summary (Envoy stores it as `wasm.tollgate.summary`).
 pub const SUMMARY_PROPERTY: &str = "tollgate.summary";
 
@@ -203,7 +207,8 @@ impl<H: Host> Exchange<H> {
                 self.limit_call = Some(token);
                 return Action::Pause;
             }
-            log::warn!("tollgate[{}]: the rate-limit call was not sent", self.id);
+            log::debug!("tollgate[{}]: the rate-limit call was not sent", self.id);
+            self.metrics.add(SHARED_CALLS, &[("result", "not_sent")], 1);
             let reply = self
                 .flow
                 .as_mut()
@@ -222,12 +227,15 @@ impl<H: Host> Exchange<H> {
         }
         self.limit_call = None;
         let answer = if status_code == 0 {
+            self.metrics.add(SHARED_CALLS, &[("result", "ok")], 1);
             self.host.body(Body::GrpcReceive, 0, size)
         } else {
-            log::warn!(
+            // one line per failed call would flood the log in an outage: the metric counts them
+            log::debug!(
                 "tollgate[{}]: the rate-limit service answered gRPC status {status_code}",
                 self.id
             );
+            self.metrics.add(SHARED_CALLS, &[("result", "failed")], 1);
             None
         };
         let Some(flow) = &mut self.flow else {
