@@ -485,7 +485,7 @@ async fn budgets<S: Storage + Clone>(
     let Some(counters) = &state.counters else {
         return Ok(Json(json!({ "enabled": false, "budgets": [] })));
     };
-    let now_ms = u64::try_from(crate::time::now_ns() / 1_000_000).unwrap_or(0);
+    let now_ms = crate::time::now_ms();
     let listed = counters.list(now_ms).await.map_err(|e| {
         tracing::warn!(error = %e, "redis: budgets unavailable");
         Problem::unavailable("the limit counters (Redis) do not answer")

@@ -1,16 +1,7 @@
 //! RFC 3339 timestamps (UTC) to and from unix nanoseconds, for API parameters and output,
-//! without a date library: the civil-date conversions of the proleptic Gregorian calendar.
+//! without a date library (the calendar arithmetic is the engine's `civil` module).
 
-/// Days since 1970-01-01 of a civil date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+use tollgate_engine::civil::{civil_from_days, days_from_civil};
 
 /// `YYYY-MM-DDTHH:MM:SS[.fffffffff]Z` from unix nanoseconds.
 pub fn format_nanos(nanos: i64) -> String {
@@ -18,15 +9,7 @@ pub fn format_nanos(nanos: i64) -> String {
     let frac = nanos.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     let base = format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
@@ -84,6 +67,11 @@ pub fn parse_time(s: &str) -> Option<i64> {
     };
     let secs = days_from_civil(y, m, dd) * 86_400 + h * 3600 + mi * 60 + sec;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos_frac)
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> u64 {
+    u64::try_from(now_ns() / 1_000_000).unwrap_or(0)
 }
 
 /// Now, in unix nanoseconds (0 before 1970, saturating far ahead).

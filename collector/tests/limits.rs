@@ -205,46 +205,30 @@ async fn concurrent_reservations_admit_exactly_the_limit_all_or_nothing_and_sett
     assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
     assert_eq!(r.statuses[1].limit_remaining, 800);
     // the four used 50 tokens each: settling gives the rest back
-    let mut ledger = LimitLedgerClient::connect(c.grpc.clone()).await.unwrap();
+    let ledger = LimitLedgerClient::connect(c.grpc.clone()).await.unwrap();
+    let settle = |domain: &str, delta: i64| {
+        let mut ledger = ledger.clone();
+        let request = authed(SettleRequest {
+            domain: domain.into(),
+            settlements: vec![Settlement {
+                counter: counters[1].clone(),
+                delta,
+            }],
+        });
+        async move { ledger.settle(request).await }
+    };
     for _ in 0..4 {
-        ledger
-            .settle(authed(SettleRequest {
-                domain: "tollgate".into(),
-                settlements: vec![Settlement {
-                    counter: counters[1].clone(),
-                    delta: 50 - 1050,
-                }],
-            }))
-            .await
-            .unwrap();
+        settle("tollgate", 50 - 1050).await.unwrap();
     }
     let r = ask(&c.grpc, both(1050)).await.unwrap();
     assert_eq!(r.overall_code, Code::Ok as i32);
     assert_eq!(r.statuses[1].limit_remaining, 5000 - 200 - 1050);
     // never below zero
-    ledger
-        .settle(authed(SettleRequest {
-            domain: "tollgate".into(),
-            settlements: vec![Settlement {
-                counter: counters[1].clone(),
-                delta: -1_000_000,
-            }],
-        }))
-        .await
-        .unwrap();
+    settle("tollgate", -1_000_000).await.unwrap();
     let r = ask(&c.grpc, both(0)).await.unwrap();
     assert_eq!(r.statuses[1].limit_remaining, 5000);
     // a counter of another domain is not the caller's to change
-    let err = ledger
-        .settle(authed(SettleRequest {
-            domain: "other".into(),
-            settlements: vec![Settlement {
-                counter: counters[1].clone(),
-                delta: -1,
-            }],
-        }))
-        .await
-        .unwrap_err();
+    let err = settle("other", -1).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("settlements[0].counter"), "{err:?}");
     c.stop.cancel();

@@ -11,18 +11,16 @@
 use super::counters::{counter_key, parse_key, Ask, Counters, KEY_PREFIX};
 use crate::ingest::BearerTokens;
 use crate::storage::{Storage, UsageQuery};
-use tollgate_engine::tenant_limits::Window;
+use tollgate_engine::tenant_limits::{unit_of, window_of, Window, LIMIT_VALUE_KEY};
 use tollgate_proto::rls::rate_limit_response::{Code, DescriptorStatus, RateLimit};
 use tollgate_proto::rls::rate_limit_service_server::RateLimitService;
-use tollgate_proto::rls::{RateLimitRequest, RateLimitResponse, RateLimitUnit};
+use tollgate_proto::rls::{RateLimitRequest, RateLimitResponse};
 use tollgate_proto::v1::limit_ledger_server::LimitLedger;
 use tollgate_proto::v1::{SettleRequest, SettleResponse};
 use tonic::{Request, Response, Status};
 
 /// Most descriptors in one call.
 const MAX_DESCRIPTORS: usize = 64;
-/// Descriptor entry holding the limit in full (the filter's `LIMIT_VALUE_KEY`).
-const LIMIT_VALUE_KEY: &str = "tollgate_limit";
 
 /// Both services over the Redis counters (absent: not configured) and the stored spend.
 #[derive(Clone)]
@@ -97,17 +95,6 @@ impl<S> LimitService<S> {
     }
 }
 
-fn window(unit: i32) -> Option<Window> {
-    match RateLimitUnit::try_from(unit).ok()? {
-        RateLimitUnit::Second => Some(Window::Second),
-        RateLimitUnit::Minute => Some(Window::Minute),
-        RateLimitUnit::Hour => Some(Window::Hour),
-        RateLimitUnit::Day => Some(Window::Day),
-        RateLimitUnit::Month => Some(Window::Month),
-        RateLimitUnit::Unknown | RateLimitUnit::Year => None,
-    }
-}
-
 fn check_domain(domain: &str) -> Result<(), Status> {
     if domain.is_empty() || domain.contains(':') || domain.len() > 128 {
         return Err(Status::invalid_argument(
@@ -146,7 +133,7 @@ fn asks(r: &RateLimitRequest, now_ms: u64) -> Result<Vec<(Ask, Window)>, Status>
                 .as_ref()
                 .ok_or_else(|| bad("no limit override (this service has no limits of its own)"))?;
             let limit = full.unwrap_or(u64::from(over.requests_per_unit));
-            let window = window(over.unit).ok_or_else(|| bad("unit must be second to month"))?;
+            let window = window_of(over.unit).ok_or_else(|| bad("unit must be second to month"))?;
             let entries: Vec<(&str, &str)> = d
                 .entries
                 .iter()
@@ -170,20 +157,6 @@ fn asks(r: &RateLimitRequest, now_ms: u64) -> Result<Vec<(Ask, Window)>, Status>
         .collect()
 }
 
-fn unit_of(w: Window) -> RateLimitUnit {
-    match w {
-        Window::Second => RateLimitUnit::Second,
-        Window::Minute => RateLimitUnit::Minute,
-        Window::Hour => RateLimitUnit::Hour,
-        Window::Day => RateLimitUnit::Day,
-        Window::Month => RateLimitUnit::Month,
-    }
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(crate::time::now_ns() / 1_000_000).unwrap_or(0)
-}
-
 #[tonic::async_trait]
 impl<S: Storage + Clone> RateLimitService for LimitService<S> {
     async fn should_rate_limit(
@@ -193,7 +166,7 @@ impl<S: Storage + Clone> RateLimitService for LimitService<S> {
         self.tokens.check(&request)?;
         let counters = self.counters()?;
         let r = request.into_inner();
-        let now = now_ms();
+        let now = crate::time::now_ms();
         let asks = asks(&r, now)?;
         self.seed(counters, &asks, now).await;
         let plain: Vec<Ask> = asks.iter().map(|(a, _)| a.clone()).collect();

@@ -15,8 +15,9 @@ use crate::scan_cache::ScanCache;
 use crate::stream::{Emit, ResponseStream};
 use crate::tenant::RequestFacts;
 use crate::tenant_limits::{
-    rate_headers, refusal_body, retry_after_secs, Admission, CounterStore, Demand, LimitState,
-    Refusal, RefusalReason, RequestShape, Reservation, SharedAnswer, SharedAsk, Unreachable,
+    rate_headers, refusal_body, retry_after_secs, Admission, CounterStore, Demand, LimitRule,
+    LimitState, Refusal, RefusalReason, RequestShape, Reservation, SharedAnswer, SharedAsk,
+    Unreachable,
 };
 use std::ops::Range;
 use std::rc::Rc;
@@ -533,10 +534,9 @@ impl ExchangeFlow {
                 None => Reserve::Done,
             };
         };
-        let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
-        let demand = limits.demand(&shape, engine.prices());
-        self.unreported_use = input_only(engine, shape.model, &demand);
-        let now_ms = self.record.timing().start / 1_000_000;
+        let Some((plan, demand, now_ms)) = self.reservation(engine, &shape) else {
+            return Reserve::Done;
+        };
         let scope = (&*self.route.name, shape.model);
         let Some(ask) = limits.shared_ask(&self.record.tenant.id, plan, scope, &demand, now_ms)
         else {
@@ -558,6 +558,24 @@ impl ExchangeFlow {
             max_output_tokens: shape.max_output_tokens,
         });
         Reserve::Ask(call)
+    }
+
+    /// What a reservation needs: the tenant's plan (`None` when it has no limits), the
+    /// request's demand, and the time it counts at (the request's arrival). Remembers what the
+    /// call is taken to have used if it ends without reporting usage.
+    fn reservation<'e>(
+        &mut self,
+        engine: &'e Engine,
+        shape: &RequestShape<'_>,
+    ) -> Option<(&'e [LimitRule], Demand, u64)> {
+        let limits = engine.tenant_limits();
+        let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
+        if plan.is_empty() {
+            return None;
+        }
+        let demand = limits.demand(shape, engine.prices());
+        self.unreported_use = input_only(engine, shape.model, &demand);
+        Some((plan, demand, self.record.timing().start / 1_000_000))
     }
 
     /// The shared service's answer to [`RequestPlan::limit_call`] (`None`: the call failed or
@@ -628,13 +646,7 @@ impl ExchangeFlow {
     /// 429 to send when it does not fit.
     fn admit(&mut self, engine: &Engine, shape: RequestShape<'_>) -> Option<LocalReply> {
         let limits = engine.tenant_limits();
-        let plan = limits.plan(&self.record.tenant.id, self.tier.as_deref());
-        if plan.is_empty() {
-            return None;
-        }
-        let demand = limits.demand(&shape, engine.prices());
-        self.unreported_use = input_only(engine, shape.model, &demand);
-        let now_ms = self.record.timing().start / 1_000_000;
+        let (plan, demand, now_ms) = self.reservation(engine, &shape)?;
         let scope = (&*self.route.name, shape.model);
         match limits.admit(
             &*self.counters,

@@ -19,10 +19,12 @@
 //! - [`flow`]: one exchange callback by callback — what the proxy shell reads, holds, rewrites.
 //! - [`hold`]: the header-hold watchdog (strict mode on a host that ignores the pause).
 //! - [`forward`]: the bounded, batching queue of trace summaries for the collector.
+//! - [`civil`]: calendar dates from and to day counts (month windows, timestamps).
 //! - [`usage`] and [`price`]: normalised token usage, the estimator, integer money.
 //! - [`error`]: the one error type.
 
 pub mod analysis;
+pub mod civil;
 pub mod config;
 pub mod detect;
 pub mod error;

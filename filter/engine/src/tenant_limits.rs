@@ -6,6 +6,7 @@
 //! host: time is a parameter and the store is a trait, so admission, settlement and the counters'
 //! races are tested natively.
 
+use crate::civil::{civil_from_days, days_from_civil};
 use crate::error::EngineError;
 use crate::price::PriceTable;
 use crate::tenant::{RawTenant, RawTenantSource, RequestFacts, TenantResolver, TenantSource};
@@ -184,39 +185,14 @@ impl Window {
             Window::Hour => fixed(3_600_000),
             Window::Day => fixed(86_400_000),
             Window::Month => {
-                let day = now_ms / 86_400_000;
+                let day = i64::try_from(now_ms / 86_400_000).unwrap_or(i64::MAX);
                 let (y, m, _) = civil_from_days(day);
-                let start = days_from_civil(y, m, 1) * 86_400_000;
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                (start, days_from_civil(ny, nm, 1) * 86_400_000)
+                let ms = |d: i64| u64::try_from(d).unwrap_or(0) * 86_400_000;
+                (ms(days_from_civil(y, m, 1)), ms(days_from_civil(ny, nm, 1)))
             }
         }
     }
-}
-
-/// Year, month (1–12), day (1–31) of a count of days since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Days since 1970-01-01 of a date on or after it.
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).saturating_sub(719_468)
 }
 
 /// How input tokens are reserved.
@@ -973,7 +949,7 @@ pub fn retry_after_secs(ms: u64) -> u64 {
 }
 
 mod shared;
-pub use shared::{SharedAnswer, SharedAsk};
+pub use shared::{unit_of, window_of, SharedAnswer, SharedAsk, LIMIT_VALUE_KEY};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]

@@ -57,7 +57,8 @@ pub enum SharedAnswer {
     Unreachable,
 }
 
-fn unit(window: Window) -> RateLimitUnit {
+/// The protocol's unit of a window.
+pub fn unit_of(window: Window) -> RateLimitUnit {
     match window {
         Window::Second => RateLimitUnit::Second,
         Window::Minute => RateLimitUnit::Minute,
@@ -65,6 +66,19 @@ fn unit(window: Window) -> RateLimitUnit {
         Window::Day => RateLimitUnit::Day,
         Window::Month => RateLimitUnit::Month,
     }
+}
+
+/// The window of a protocol unit (`None` for units Tollgate does not count in: unknown, year).
+pub fn window_of(unit: i32) -> Option<Window> {
+    [
+        Window::Second,
+        Window::Minute,
+        Window::Hour,
+        Window::Day,
+        Window::Month,
+    ]
+    .into_iter()
+    .find(|w| unit_of(*w) as i32 == unit)
 }
 
 fn entry(key: &str, value: &str) -> Entry {
@@ -107,7 +121,7 @@ impl TenantLimits {
                     ],
                     limit: Some(RateLimitOverride {
                         requests_per_unit: u32::try_from(rule.limit).unwrap_or(u32::MAX),
-                        unit: unit(rule.window) as i32,
+                        unit: unit_of(rule.window) as i32,
                     }),
                     hits_addend: Some(*amount),
                 })

@@ -29,6 +29,11 @@ fn demand(input: u64, output: u64) -> Demand {
     }
 }
 
+/// Unix milliseconds of midnight UTC of a date.
+fn day_ms(y: i64, m: i64, d: i64) -> u64 {
+    u64::try_from(crate::civil::days_from_civil(y, m, d)).unwrap() * 86_400_000
+}
+
 // 2026-12-07T10:15:30.250Z
 const NOW: u64 = 1_796_638_530_250;
 
@@ -59,15 +64,18 @@ fn windows_are_aligned_to_utc() {
     assert!(start <= NOW && NOW < end);
     // December 2026: the 1st to January 1st 2027
     let (start, end) = Window::Month.bounds(NOW);
-    assert_eq!(start, days_from_civil(2026, 12, 1) * 86_400_000);
-    assert_eq!(end, days_from_civil(2027, 1, 1) * 86_400_000);
+    assert_eq!(start, day_ms(2026, 12, 1));
+    assert_eq!(end, day_ms(2027, 1, 1));
     assert_eq!((end - start) / 86_400_000, 31);
     // a leap February
-    let feb = days_from_civil(2028, 2, 15) * 86_400_000;
+    let feb = day_ms(2028, 2, 15);
     let (s, e) = Window::Month.bounds(feb);
     assert_eq!((e - s) / 86_400_000, 29);
-    assert_eq!(civil_from_days(days_from_civil(2028, 2, 29)), (2028, 2, 29));
-    assert_eq!(civil_from_days(0), (1970, 1, 1));
+    assert_eq!(
+        crate::civil::civil_from_days(crate::civil::days_from_civil(2028, 2, 29)),
+        (2028, 2, 29)
+    );
+    assert_eq!(crate::civil::civil_from_days(0), (1970, 1, 1));
 }
 
 #[test]
