@@ -107,6 +107,12 @@ async fn early_in_a_minute() {
     }
 }
 
+/// A GET of the collector's HTTP API, its body as JSON.
+async fn get_json(url: String) -> serde_json::Value {
+    let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
 fn authed<T>(msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut().insert(
@@ -343,13 +349,7 @@ async fn money_counters_start_from_the_stored_spend_and_budgets_report_every_lim
     // the budget API lists both limits of the tenant
     let c_http = c.http;
     let body: serde_json::Value =
-        reqwest::get(format!("http://{c_http}/v1/budgets?tenant=spender"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap();
+        get_json(format!("http://{c_http}/v1/budgets?tenant=spender")).await;
     assert_eq!(body["enabled"], true);
     let rows = body["budgets"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{body}");
@@ -369,13 +369,7 @@ async fn money_counters_start_from_the_stored_spend_and_budgets_report_every_lim
     assert_eq!(requests_row["used"], 1);
     // another tenant's budgets are not in the answer
     let other: serde_json::Value =
-        reqwest::get(format!("http://{c_http}/v1/budgets?tenant=nobody"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap();
+        get_json(format!("http://{c_http}/v1/budgets?tenant=nobody")).await;
     assert_eq!(other["budgets"].as_array().unwrap().len(), 0);
     // Redis loses its data: the money counter starts again from the stored spend
     let client = redis::Client::open(redis.url()).unwrap();
@@ -390,13 +384,7 @@ async fn money_counters_start_from_the_stored_spend_and_budgets_report_every_lim
     c.stop.cancel();
     // without Redis the API says so
     let c = collector(None).await;
-    let body: serde_json::Value = reqwest::get(format!("http://{}/v1/budgets", c.http))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let body: serde_json::Value = get_json(format!("http://{}/v1/budgets", c.http)).await;
     assert_eq!(body, serde_json::json!({"enabled": false, "budgets": []}));
     c.stop.cancel();
 }
