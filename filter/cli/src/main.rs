@@ -13,7 +13,8 @@ use serde::Serialize;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tollgate_engine::{Decision, Engine, Finding};
+use tollgate_engine::report::{self, ConfigFormat};
+use tollgate_engine::{Decision, Engine};
 
 #[derive(Parser)]
 #[command(
@@ -171,15 +172,12 @@ fn load_engine(path: Option<&Path>) -> Result<Engine> {
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let json_bytes =
-        if ext == "json" || (ext != "yaml" && ext != "yml" && text.trim_start().starts_with('{')) {
-            text.into_bytes()
-        } else {
-            let yaml: serde_yaml::Value = serde_yaml::from_str(&text).context("invalid YAML")?;
-            serde_json::to_vec(&yaml).context("YAML is not representable as JSON")?
-        };
-    Ok(Engine::from_json(&json_bytes)?)
+    let format = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "json" => ConfigFormat::Json,
+        "yaml" | "yml" => ConfigFormat::Yaml,
+        _ => ConfigFormat::Detect,
+    };
+    Ok(report::engine_from_text(&text, format)?)
 }
 
 fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
@@ -195,48 +193,14 @@ fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// One line of `scan --jsonl`: the input's position and id, then the scan's report.
 #[derive(Serialize)]
-struct FindingOut<'a> {
-    rule_id: &'a str,
-    category: &'a str,
-    severity: &'a str,
-    start: usize,
-    end: usize,
-    /// The rule's weight in the risk score.
-    score: f32,
-    action: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    direction: Option<&'a str>,
-}
-
-fn finding_out(f: &Finding, with_location: bool) -> FindingOut<'_> {
-    FindingOut {
-        rule_id: &f.rule_id,
-        category: &f.category,
-        severity: f.severity.as_str(),
-        start: f.start,
-        end: f.end,
-        score: f.weight,
-        action: f.action.as_str(),
-        message_index: with_location.then_some(f.message_index),
-        role: with_location.then_some(f.role.as_str()),
-        direction: None,
-    }
-}
-
-#[derive(Serialize)]
-struct ScanOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    index: Option<usize>,
+struct JsonlLine<'a> {
+    index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a serde_json::Value>,
-    action: &'a str,
-    risk_score: f32,
-    findings: Vec<FindingOut<'a>>,
+    #[serde(flatten)]
+    report: report::ScanReport<'a>,
 }
 
 fn scan_plain(engine: &Engine, file: Option<&Path>, format: Format) -> Result<Decision> {
@@ -246,13 +210,7 @@ fn scan_plain(engine: &Engine, file: Option<&Path>, format: Format) -> Result<De
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            let o = ScanOut {
-                index: None,
-                id: None,
-                action: decision.as_str(),
-                risk_score: risk,
-                findings: findings.iter().map(|f| finding_out(f, false)).collect(),
-            };
+            let o = report::scan_report(&findings, risk, decision);
             serde_json::to_writer_pretty(&mut out, &o)?;
             writeln!(out)?;
         }
@@ -345,12 +303,10 @@ fn scan_jsonl(engine: &Engine, file: Option<&Path>) -> Result<Decision> {
         };
         let (findings, risk, decision) = engine.scan_text(text);
         worst = worst.max(decision);
-        let o = ScanOut {
-            index: Some(index),
+        let o = JsonlLine {
+            index,
             id: value.get("id"),
-            action: decision.as_str(),
-            risk_score: risk,
-            findings: findings.iter().map(|f| finding_out(f, false)).collect(),
+            report: report::scan_report(&findings, risk, decision),
         };
         serde_json::to_writer(&mut out, &o)?;
         out.write_all(b"\n")?;
@@ -361,84 +317,57 @@ fn scan_jsonl(engine: &Engine, file: Option<&Path>) -> Result<Decision> {
 
 fn scan_request(engine: &Engine, file: &Path, path: &str, format: Format) -> Result<Decision> {
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let Some(route) = engine.route(None, path) else {
-        bail!(
-            "path {path} is not an LLM route (use --path /v1/chat/completions, /v1/messages, ...)"
-        );
-    };
-    let analysis = engine.analyze_request(&route, &body)?;
+    let r = report::request_report(engine, path, &body, false)?;
     let mut out = std::io::stdout().lock();
-    let body_out = match (&analysis.block, &analysis.rewritten_body) {
-        (Some(b), _) => Some(String::from_utf8_lossy(&b.body).into_owned()),
-        (None, Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-        _ => None,
-    };
     match format {
         Format::Json => {
-            let v = serde_json::json!({
-                "provider": analysis.provider.as_str(),
-                "operation": analysis.operation.as_str(),
-                "model": analysis.model,
-                "stream": analysis.stream,
-                "action": analysis.decision.as_str(),
-                "enforced": analysis.enforced,
-                "risk_score": analysis.risk_score,
-                "input_tokens_estimate": analysis.input_tokens_estimate,
-                "findings": analysis.findings.iter().map(|f| finding_out(f, true)).collect::<Vec<_>>(),
-                "block_status": analysis.block.as_ref().map(|b| b.status),
-                "body": body_out.as_deref().and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()),
-            });
-            serde_json::to_writer_pretty(&mut out, &v)?;
+            serde_json::to_writer_pretty(&mut out, &r)?;
             writeln!(out)?;
         }
         Format::Text => {
             writeln!(
                 out,
                 "{} {} model={} stream={}  decision: {}  risk: {:.3}  findings: {}",
-                analysis.provider.as_str(),
-                analysis.operation.as_str(),
-                analysis.model.as_deref().unwrap_or("-"),
-                analysis.stream,
-                analysis.decision.as_str(),
-                analysis.risk_score,
-                analysis.findings.len()
+                r.provider,
+                r.operation,
+                r.model.as_deref().unwrap_or("-"),
+                r.stream,
+                r.action,
+                r.risk_score,
+                r.findings.len()
             )?;
-            for f in &analysis.findings {
+            for f in &r.findings {
+                let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
                 writeln!(
                     out,
                     "  {:<8} {:<40} {:<22} {:<8} message {} ({}) bytes {}..{}",
-                    f.action.as_str(),
-                    &*f.rule_id,
-                    &*f.category,
-                    f.severity.as_str(),
-                    f.message_index,
-                    f.role.as_str(),
-                    f.start,
-                    f.end
+                    s("action"),
+                    s("rule_id"),
+                    s("category"),
+                    s("severity"),
+                    f["message_index"],
+                    s("role"),
+                    f["start"],
+                    f["end"]
                 )?;
             }
-            if let Some(b) = body_out {
-                writeln!(out, "body sent instead:\n{b}")?;
+            if let Some(b) = &r.body {
+                writeln!(
+                    out,
+                    "body sent instead:\n{}",
+                    serde_json::to_string_pretty(b)?
+                )?;
             }
         }
     }
-    Ok(analysis.decision)
+    Ok(r.decision)
 }
 
 fn print_rules(engine: &Engine, format: Format) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let rules = engine.detectors().rules();
+    let rules = report::rules_report(engine);
     if format == Format::Json {
-        let v: Vec<_> = rules
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": &*r.id, "category": &*r.category, "severity": r.severity.as_str(),
-                    "default_action": engine.policy().action_for(r).as_str(), "description": &*r.description,
-                })
-            })
-            .collect();
-        serde_json::to_writer_pretty(&mut out, &v)?;
+        serde_json::to_writer_pretty(&mut out, &rules)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -446,11 +375,7 @@ fn print_rules(engine: &Engine, format: Format) -> Result<()> {
         writeln!(
             out,
             "{:<44} {:<22} {:<8} {:<6} {}",
-            &*r.id,
-            &*r.category,
-            r.severity.as_str(),
-            engine.policy().action_for(r).as_str(),
-            r.description
+            r.id, r.category, r.severity, r.default_action, r.description
         )?;
     }
     Ok(())

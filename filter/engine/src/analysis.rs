@@ -63,7 +63,11 @@ pub struct Finding {
     pub direction: Direction,
     pub role: Role,
     pub message_index: u32,
-    /// Byte span in that message's text (in a stream: in the whole output text).
+    /// Which of the request's text segments ([`crate::provider::ParsedRequest::segments`]) the
+    /// span is in; 0 for free text and response streams. Not part of serialised findings.
+    #[serde(skip)]
+    pub segment: u32,
+    /// Byte span in that segment's text (in a stream: in the whole output text).
     pub start: usize,
     pub end: usize,
 }
@@ -728,6 +732,7 @@ impl Engine {
                 direction,
                 role: seg.role,
                 message_index: seg.message_index,
+                segment: u32::try_from(*si).unwrap_or(u32::MAX),
                 start: h.start,
                 end: h.end,
             });

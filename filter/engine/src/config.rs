@@ -434,6 +434,24 @@ pub struct RawPrice {
     pub reasoning: Option<serde_json::Value>,
 }
 
+/// A deserialisation error as a configuration error naming the field.
+fn field_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> EngineError {
+    let path = e.path().to_string();
+    let message = e.into_inner().to_string();
+    // YAML errors repeat the path in front of the message
+    let message = message
+        .strip_prefix(&format!("{path}: "))
+        .map_or_else(|| message.clone(), str::to_string);
+    EngineError::config(
+        if path == "." {
+            "(root)".to_string()
+        } else {
+            path
+        },
+        message,
+    )
+}
+
 impl RawConfig {
     /// Parses JSON, naming the offending field on error.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EngineError> {
@@ -441,17 +459,20 @@ impl RawConfig {
             return Ok(RawConfig::default());
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            EngineError::config(
-                if path == "." {
-                    "(root)".to_string()
-                } else {
-                    path
-                },
-                e.into_inner().to_string(),
-            )
-        })
+        serde_path_to_error::deserialize(&mut de).map_err(field_error)
+    }
+
+    /// Parses YAML (the same fields; a document with nothing in it means the defaults), naming
+    /// the offending field and its YAML line on error.
+    #[cfg(feature = "yaml")]
+    pub fn from_yaml(text: &str) -> Result<Self, EngineError> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| EngineError::config("(root)", format!("invalid YAML: {e}")))?;
+        if value.is_null() {
+            return Ok(RawConfig::default());
+        }
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+            .map_err(field_error)
     }
 
     /// Checks values serde cannot (ranges, names); compile-time checks (regexes, prices) come

@@ -12,6 +12,9 @@ pub enum EngineError {
     /// A request or response body is not the JSON the provider format requires.
     #[error("malformed {what} body: {message}")]
     MalformedBody { what: &'static str, message: String },
+    /// A path the configuration's routes do not take as an LLM API.
+    #[error("path {path} is not an LLM route (use /v1/chat/completions, /v1/messages, ...)")]
+    NotLlmRoute { path: String },
     /// A body is larger than the configured limit.
     #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },

@@ -21,6 +21,7 @@
 //! - [`forward`]: the bounded, batching queue of trace summaries for the collector.
 //! - [`civil`]: calendar dates from and to day counts (month windows, timestamps).
 //! - [`usage`] and [`price`]: normalised token usage, the estimator, integer money.
+//! - [`report`]: the CLI's and the browser build's JSON answers (scan, request, rules, config).
 //! - [`error`]: the one error type.
 
 pub mod analysis;
@@ -38,6 +39,7 @@ pub mod normalize;
 pub mod policy;
 pub mod price;
 pub mod provider;
+pub mod report;
 pub mod scan_cache;
 pub mod sse;
 pub mod stream;

@@ -508,6 +508,7 @@ impl ResponseStream {
             direction: Direction::Response,
             role: Role::Assistant,
             message_index: 0,
+            segment: 0,
             start: hit.start,
             end: hit.end,
         });
