@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 
 E2E_VENV := tests/e2e/.venv
 
-.PHONY: run test lint build wasm wasm-smoke plugin collector e2e-deps e2e bench bench-envoy detection-report rules-doc help
+.PHONY: run test lint build wasm wasm-smoke web plugin collector e2e-deps e2e bench bench-envoy detection-report rules-doc help
 
 help:
 	@echo "make run               - Envoy with the filter on :10000 (mock provider unless UPSTREAM=...)"
@@ -14,6 +14,7 @@ help:
 	@echo "make plugin            - the Envoy filter: target/$(WASM_TARGET)/release/tollgate_filter.wasm"
 	@echo "make e2e               - end-to-end tests against a real Envoy"
 	@echo "make wasm              - release build of the engine for $(WASM_TARGET)"
+	@echo "make web               - the engine for browsers (target/web/pkg), embedded in the collector's console"
 	@echo "make bench             - criterion benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-envoy       - Envoy with and without the filter, interleaved (see docs/benchmarks.md)"
 	@echo "make detection-report  - detection metrics on eval/corpus (see docs/detection.md)"
@@ -27,6 +28,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p tollgate-engine -p tollgate-plugin --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p tollgate-web --target wasm32-unknown-unknown -- -D warnings
 
 wasm:
 	$(CARGO) build -p tollgate-engine --target $(WASM_TARGET) --release
@@ -54,8 +56,13 @@ e2e-deps:
 e2e: plugin collector build e2e-deps
 	$(E2E_VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider
 
-# the collector binary the end-to-end tests and `make run` start
-collector:
+# the engine for browsers: cargo + wasm-bindgen-cli pinned to the crate's version (filter/web/build.sh)
+web:
+	CARGO=$(CARGO) filter/web/build.sh
+
+# the collector binary the end-to-end tests and `make run` start, with the console (and the
+# playground's engine) embedded
+collector: web
 	$(CARGO) build -p tollgate-collector
 
 test: lint wasm build wasm-smoke e2e
