@@ -1,8 +1,10 @@
 //! The query API, versioned under `/v1` (axum): traces (filtered, cursor-paged), one trace,
-//! usage grouped by tenant / model / provider / route and a time bucket, finding counts, and the
-//! OpenAPI document. Errors are RFC 9457 `application/problem+json`; a bad parameter gives 400
-//! naming it. Authentication: `Authorization: Bearer <key>` — the bootstrap admin key or a key
-//! from [`crate::keys`], whose role gates the endpoint and whose tenants scope every query.
+//! usage grouped by tenant / model / provider / route and a time bucket, finding counts,
+//! anomalies, budgets, the caller's own key (`/v1/me`) and the OpenAPI document; the web
+//! console's files under `/ui` ([`crate::console`]). Errors are RFC 9457
+//! `application/problem+json`; a bad parameter gives 400 naming it. Authentication:
+//! `Authorization: Bearer <key>` — the bootstrap admin key or a key from [`crate::keys`], whose
+//! role gates the endpoint and whose tenants scope every query.
 
 use crate::keys::{Caller, KeyStore, Role};
 use crate::metrics::CollectorMetrics;
@@ -147,6 +149,7 @@ pub fn router<S: Storage + Clone>(state: Arc<ApiState<S>>) -> Router {
         .route("/v1/anomalies", get(anomalies::<S>))
         .route("/v1/budgets", get(budgets::<S>))
         .route("/v1/keys", get(list_keys::<S>))
+        .route("/v1/me", get(me))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate::<S>,
@@ -154,8 +157,10 @@ pub fn router<S: Storage + Clone>(state: Arc<ApiState<S>>) -> Router {
     Router::new()
         .merge(v1)
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/auth", get(auth::<S>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::<S>))
+        .merge(crate::console::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::<S>,
@@ -268,6 +273,32 @@ async fn list_keys<S: Storage + Clone>(
         None => Vec::new(),
     };
     Ok(Json(json!({ "keys": keys })))
+}
+
+/// `GET /v1/auth` (no key needed): whether the API asks for a key, so the console knows to
+/// show its sign-in form instead of probing with a request that would be refused.
+async fn auth<S: Storage + Clone>(
+    State(state): State<Arc<ApiState<S>>>,
+) -> Result<Json<Value>, Problem> {
+    let required = match caller(&state, None) {
+        Ok(_) => false,
+        Err(p) if p.status == StatusCode::UNAUTHORIZED => true,
+        Err(p) => return Err(p),
+    };
+    Ok(Json(json!({ "key_required": required })))
+}
+
+/// `GET /v1/me`: the key the request was made with — its id, role and tenant scope (`null`
+/// tenants: every tenant). The console signs in with it.
+async fn me(Extension(caller): Extension<Caller>) -> Json<Value> {
+    Json(json!({
+        "key_id": caller.key_id,
+        "role": caller.role.as_str(),
+        "tenants": match &caller.scope {
+            TenantScope::All => Value::Null,
+            TenantScope::Only(list) => json!(list),
+        },
+    }))
 }
 
 async fn openapi() -> impl IntoResponse {

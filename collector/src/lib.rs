@@ -13,6 +13,7 @@
 //! - [`storage`]: the `Storage` trait, the SQLite and ClickHouse backends, daily rollups.
 //! - [`ingest`]: the `tollgate.v1.Collector` gRPC service.
 //! - [`api`]: the `/v1` query API (axum) and its OpenAPI document.
+//! - [`console`]: the web console's embedded files under `/ui`.
 //! - [`keys`]: API keys with roles and tenant scopes.
 //! - [`limits`]: per-tenant limits shared by several Envoys (Envoy's rate-limit protocol, Redis).
 //! - [`metrics`]: the collector's Prometheus metrics.
@@ -23,6 +24,7 @@ pub mod anomaly;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod ingest;
 pub mod keys;
 pub mod limits;
