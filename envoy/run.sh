@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Tollgate locally: builds the filter and the collector, installs the pinned Envoy into
 # tests/e2e/.venv if it is missing, starts the bundled mock LLM provider unless UPSTREAM is given,
-# the collector (gRPC :7317, query API :7318, SQLite in .tollgate/) and Envoy with the filter on
+# the collector (gRPC :7317, query API and web console :7318, SQLite in .tollgate/) and Envoy with the filter on
 # :10000 (admin :9901), forwarding trace summaries to the collector.
 #   make run                                   # against the mock provider
 #   UPSTREAM=https://api.openai.com make run   # against a real provider
@@ -23,6 +23,7 @@ COLLECTOR_DB=${COLLECTOR_DB:-.tollgate/collector.db}
 VENV=tests/e2e/.venv
 
 cargo build -q -p tollgate-plugin --target wasm32-wasip1 --release
+filter/web/build.sh > /dev/null   # the engine for the console's playground, embedded by the collector
 cargo build -q -p tollgate-collector
 test -x "$VENV/bin/python" || python3 -m venv "$VENV"
 "$VENV/bin/python" -c 'import envoy' 2>/dev/null || "$VENV/bin/python" -m pip install -q -r tests/e2e/requirements.txt
@@ -63,6 +64,7 @@ Try:
 Then ask the collector (http://127.0.0.1:$COLLECTOR_HTTP):
   curl -s 'http://127.0.0.1:$COLLECTOR_HTTP/v1/traces?limit=5'
   curl -s 'http://127.0.0.1:$COLLECTOR_HTTP/v1/usage?group_by=tenant,model&bucket=hour'
+or open the web console: http://127.0.0.1:$COLLECTOR_HTTP/ui
 MSG
 "$ENVOY" -c "$config" --concurrency "${CONCURRENCY:-2}" --use-dynamic-base-id -l "${LOG_LEVEL:-info}" --file-flush-interval-msec 500 &
 pids+=($!)
