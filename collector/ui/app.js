@@ -85,7 +85,11 @@ function signIn(problem) {
   input.focus();
 }
 
+let generation = 0;
+
 async function show() {
+  const mine = ++generation;
+  const current = () => mine === generation;
   const r = route();
   const page = PAGES.find((p) => p.id === r.page) || (r.page === "trace" ? { ...PAGES[1], id: "trace" } : PAGES[0]);
   if (page.role && !me) return signIn();
@@ -98,17 +102,20 @@ async function show() {
   renderChrome(page.id === "trace" ? "traces" : page.id);
   view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   mark("loading");
-  const shown = location.hash;
+  // the page renders off-screen and is shown only if no later navigation overtook it
+  const target = h("div", { class: "page" });
   try {
-    await page.module.render(view, { me, route: r });
-    if (location.hash === shown) mark("ready");
+    await page.module.render(target, { me, route: r });
+    if (!current()) return;
+    view.replaceChildren(target);
+    mark("ready");
   } catch (err) {
+    if (!current()) return;
     if (err instanceof ApiError && err.status === 401) {
       session.key = "";
       me = null;
       return signIn("The key was refused; sign in again.");
     }
-    if (location.hash !== shown) return;
     view.replaceChildren(h("p", { class: "error", id: "page-error" }, String(err.message || err)));
     mark("error");
   }
@@ -123,8 +130,9 @@ async function start() {
       me = auth.key_required ? null : await api("me", {}, "");
     }
   } catch (err) {
-    session.key = "";
     me = null;
+    // a refused key is forgotten; an unreachable collector keeps it for the next try
+    if (err instanceof ApiError && err.status === 401) session.key = "";
   }
   show();
 }

@@ -5,7 +5,8 @@
 const SVG = "http://www.w3.org/2000/svg";
 export const PALETTE = ["#2456c7", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#5d6678", "#c2185b", "#2e7d32"];
 
-function svg(tag, attrs = {}, text) {
+/** An SVG element with attributes (and text). */
+export function svg(tag, attrs = {}, text) {
   const el = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
   if (text !== undefined) el.textContent = text;
@@ -46,16 +47,18 @@ function frame(title, id) {
  * series: [{name, points: [{t: ms since epoch, v: number}]}]; format(v) labels values;
  * timeLabel(ms) labels the x axis. With `buckets` (every bucket start in the range), a bucket a
  * series has no row for counts as 0 (for sums; leave it out for percentiles). `domain` ([t0, t1])
- * fixes the x axis to the chosen range.
+ * fixes the x axis to the chosen range; with `gap` (ms), points further apart than a gap are not
+ * joined (a bucket without data is not drawn as if it had some).
  */
-export function timeChart({ title, id, series, format = String, timeLabel, buckets = null, domain = null }) {
+export function timeChart({ title, id, series, format = String, timeLabel, buckets = null, domain = null, gap = null }) {
   const box = frame(title, id);
   const W = 640, H = 200, L = 56, R = 10, T = 10, B = 26;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   if (buckets) {
+    const inRange = new Set(buckets);
     series = series.map((s) => {
       const have = new Map(s.points.map((p) => [p.t, p.v]));
-      return { ...s, points: buckets.map((t) => ({ t, v: have.get(t) ?? 0 })).concat(s.points.filter((p) => !buckets.includes(p.t))) };
+      return { ...s, points: buckets.map((t) => ({ t, v: have.get(t) ?? 0 })).concat(s.points.filter((p) => !inRange.has(p.t))) };
     });
   }
   const all = series.flatMap((s) => s.points);
@@ -87,9 +90,16 @@ export function timeChart({ title, id, series, format = String, timeLabel, bucke
     const pts = [...s.points].sort((a, b) => a.t - b.t);
     const total = pts.reduce((a, p) => a + p.v, 0);
     const g = svg("g", { "data-series": s.name, "data-total": total });
-    if (pts.length > 1) {
+    // runs of points close enough to be joined
+    const runs = [];
+    for (const p of pts) {
+      const run = runs[runs.length - 1];
+      if (run && !(gap && p.t - run[run.length - 1].t > gap * 1.5)) run.push(p);
+      else runs.push([p]);
+    }
+    for (const run of runs.filter((r) => r.length > 1)) {
       g.append(svg("polyline", {
-        points: pts.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(" "),
+        points: run.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(" "),
         fill: "none", stroke: color, "stroke-width": 2,
       }));
     }

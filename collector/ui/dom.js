@@ -33,16 +33,25 @@ export function when(iso) {
 
 /** The hash route: "#/traces?outcome=blocked" → {page: "traces", rest: [], params}. */
 export function route() {
-  const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
-  const [page, ...rest] = path.split("/").map(decodeURIComponent);
-  return { page: page || "overview", rest, params: new URLSearchParams(query || "") };
+  const hash = location.hash.replace(/^#\/?/, "");
+  const cut = hash.indexOf("?");
+  const [path, query] = cut < 0 ? [hash, ""] : [hash.slice(0, cut), hash.slice(cut + 1)];
+  const decode = (part) => { try { return decodeURIComponent(part); } catch { return part; } };
+  const [page, ...rest] = path.split("/").map(decode);
+  return { page: page || "overview", rest, params: new URLSearchParams(query) };
 }
 
+/** Navigates to a page; the same address again reloads it (Apply with unchanged filters). */
 export function go(page, params) {
   const q = new URLSearchParams(Object.entries(params || {}).filter(([, v]) => v !== "" && v !== undefined && v !== null));
   const s = q.toString();
-  location.hash = "#/" + page + (s ? "?" + s : "");
+  const hash = "#/" + page + (s ? "?" + s : "");
+  if (location.hash === hash) window.dispatchEvent(new HashChangeEvent("hashchange"));
+  else location.hash = hash;
 }
+
+/** Buckets the API groups by. */
+export const BUCKETS = [["minute"], ["hour"], ["day"], ["week"]];
 
 export function badge(text) {
   return h("span", { class: "badge " + String(text) }, text);
@@ -67,12 +76,15 @@ export function since(range) {
   return new Date(Date.now() - (RANGES[range] || RANGES["24h"]).ms).toISOString().replace(/\.\d+Z$/, "Z");
 }
 
-const STEP = { minute: 60e3, hour: 3600e3, day: 86400e3 };
+const STEP = { minute: 60e3, hour: 3600e3, day: 86400e3, week: 7 * 86400e3 };
+
+/** A bucket's length in ms (null for months). */
+export const bucketStep = (bucket) => STEP[bucket] ?? null;
 
 /** Every bucket start (UTC, ms) from `from` to now, for minute, hour and day buckets; null for
  *  the others (weeks and months are drawn from the rows alone). */
 export function bucketStarts(from, bucket) {
-  const step = STEP[bucket];
+  const step = bucket === "week" ? null : STEP[bucket];
   const first = Math.floor(Date.parse(from) / step) * step;
   if (!step || (Date.now() - first) / step > 2000) return null;
   const out = [];

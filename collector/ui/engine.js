@@ -4,7 +4,8 @@
 
 let loading = null;
 
-/** The engine's exports, parsed: checkConfig, scan, analyzeRequest, rules, version. */
+/** The engine's exports: checkConfig, rules and requestTexts parsed; scan and analyzeRequest as
+ *  the exact JSON text the CLI prints (parse it to read it). */
 export function loadEngine() {
   loading ??= (async () => {
     let mod;
@@ -17,8 +18,9 @@ export function loadEngine() {
     return {
       version: mod.version(),
       checkConfig: (config) => JSON.parse(mod.check_config(config)),
-      scan: (text, config) => JSON.parse(mod.scan(text, config)),
-      analyzeRequest: (path, body, config) => JSON.parse(mod.analyze_request(path, body, config)),
+      scan: (text, config) => mod.scan(text, config),
+      analyzeRequest: (path, body, config) => mod.analyze_request(path, body, config),
+      requestTexts: (path, body, config) => JSON.parse(mod.request_texts(path, body, config)),
       rules: (config) => JSON.parse(mod.rules(config)),
       raw: mod,
     };

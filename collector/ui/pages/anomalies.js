@@ -2,9 +2,8 @@
 // (mean ± standard deviation), the latest and peak values, its z-score and its alert deliveries.
 
 import { api } from "../api.js";
+import { svg } from "../chart.js";
 import { badge, compact, go, h, int, select, table, when } from "../dom.js";
-
-const SVG = "http://www.w3.org/2000/svg";
 
 /** A strip: the baseline band (mean ± 2 sd), its mean, and the observed value as a dot. */
 function baselineStrip(a) {
@@ -12,11 +11,10 @@ function baselineStrip(a) {
   const hi = a.baseline_mean + 2 * a.baseline_std_dev;
   const top = Math.max(hi, a.observed, a.peak, 1e-9) * 1.1;
   const x = (v) => 4 + (v / top) * 152;
-  const el = (tag, attrs) => { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v)); return e; };
-  const s = el("svg", { viewBox: "0 0 160 16", width: 160, height: 16, role: "img", "aria-label": `baseline ${a.baseline_mean} ± ${a.baseline_std_dev}, observed ${a.observed}` });
-  s.append(el("rect", { x: x(lo), y: 4, width: Math.max(1, x(hi) - x(lo)), height: 8, fill: "#dbe4f7", rx: 2 }),
-    el("line", { x1: x(a.baseline_mean), x2: x(a.baseline_mean), y1: 2, y2: 14, stroke: "#2456c7", "stroke-width": 2 }),
-    el("circle", { cx: x(a.observed), cy: 8, r: 4, fill: a.kind === "drop" ? "#b54708" : "#b42318" }));
+  const s = svg("svg", { viewBox: "0 0 160 16", width: 160, height: 16, role: "img", "aria-label": `baseline ${a.baseline_mean} ± ${a.baseline_std_dev}, observed ${a.observed}` });
+  s.append(svg("rect", { x: x(lo), y: 4, width: Math.max(1, x(hi) - x(lo)), height: 8, fill: "#dbe4f7", rx: 2 }),
+    svg("line", { x1: x(a.baseline_mean), x2: x(a.baseline_mean), y1: 2, y2: 14, stroke: "#2456c7", "stroke-width": 2 }),
+    svg("circle", { cx: x(a.observed), cy: 8, r: 4, fill: a.kind === "drop" ? "#b54708" : "#b42318" }));
   return s;
 }
 

@@ -12,9 +12,9 @@ export async function render(view) {
     return;
   }
   const money = (id) => id.startsWith("cost_micro_usd");
-  const share = (x) => (x.limit_value > 0 ? x.used / x.limit_value : 0);
-  const rows = [...b.budgets].sort((x, y) => share(y) - share(x)).map((x) => {
-    const share = x.limit_value > 0 ? Math.min(1, x.used / x.limit_value) : 0;
+  const used = (x) => (x.limit_value > 0 ? x.used / x.limit_value : 0);
+  const rows = [...b.budgets].sort((x, y) => used(y) - used(x)).map((x) => {
+    const share = Math.min(1, used(x));
     const bar = h("div", { class: "bar" + (share >= 0.9 ? " hot" : "") }, h("div"));
     bar.firstChild.style.width = (share * 100).toFixed(1) + "%";
     const f = money(x.limit) ? usd : int;

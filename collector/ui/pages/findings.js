@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { barChart, timeChart } from "../chart.js";
-import { bucketStarts, go, h, int, RANGES, select, since, table, timeLabel } from "../dom.js";
+import { BUCKETS, bucketStarts, go, h, int, RANGES, select, since, table, timeLabel } from "../dom.js";
 
 export async function render(view, { me, route: r }) {
   const range = r.params.get("range") || "24h";
@@ -29,7 +29,7 @@ export async function render(view, { me, route: r }) {
     const name = row.group[by];
     const filter = by === "rule" ? { rule_id: name, has_findings: "true" } : { category: name, has_findings: "true" };
     return h("tr", { dataset: { group: name } },
-      h("td", {}, by === "rule" ? h("a", { href: "#/rules?q=" + encodeURIComponent(name) }, name) : name),
+      h("td", {}, by === "rule" ? h("a", { href: "#/rules?id=" + encodeURIComponent(name) }, name) : name),
       h("td", { class: "num", "data-col": "findings" }, int(row.findings)),
       h("td", { class: "num", "data-col": "traces" }, int(row.traces)),
       h("td", {}, canTrace ? h("a", { href: "#", onclick: (e) => { e.preventDefault(); go("traces", filter); } }, "traces →") : ""));
@@ -38,7 +38,7 @@ export async function render(view, { me, route: r }) {
     h("h1", {}, "Findings"),
     h("div", { class: "controls" },
       select("range", range, Object.keys(RANGES).map((k) => [k, "last " + k]), set("range")),
-      select("bucket", bucket, [["minute"], ["hour"], ["day"], ["week"]], set("bucket")),
+      select("bucket", bucket, BUCKETS, set("bucket")),
       select("by", by, [["category"], ["rule"]], set("by")),
       select("direction", direction, [["", "both"], ["request"], ["response"]], set("direction")),
       select("action", action, [["", "any"], ["log"], ["tag"], ["redact"], ["block"]], set("action"))),

@@ -4,10 +4,9 @@
 
 import { api } from "../api.js";
 import { barChart, timeChart } from "../chart.js";
-import { bucketStarts, compact, go, h, int, ms, pct, RANGES, select, since, table, timeLabel, usd } from "../dom.js";
+import { BUCKETS, bucketStarts, bucketStep, compact, go, h, int, ms, pct, RANGES, select, since, table, timeLabel, usd } from "../dom.js";
 
 const GROUPS = [["tenant", "tenant"], ["model", "model"], ["provider", "provider"], ["route", "route"]];
-const BUCKETS = [["minute"], ["hour"], ["day"], ["week"]];
 
 const reqs = (n) => `${int(n)} ${n === 1 ? "request" : "requests"}`;
 
@@ -51,6 +50,13 @@ export async function render(view, { route: r }) {
     tile("ttft", "Time to first token p50 / p95", `${ms(t.time_to_first_token_ms.p50)} / ${ms(t.time_to_first_token_ms.p95)}`),
     tile("estimated", "Estimated usage", int(t.estimated_requests), "requests without reported usage"));
 
+  // a per-tenant sum over the tenant × model rows
+  const perTenant = (value) => {
+    const sums = new Map();
+    for (const x of grid.rows) sums.set(x.group.tenant, (sums.get(x.group.tenant) || 0) + value(x));
+    return [...sums].map(([name, v]) => ({ name, v })).filter((i) => i.v > 0);
+  };
+
   // one series per group value
   const groups = new Map();
   for (const row of series.rows) {
@@ -61,7 +67,7 @@ export async function render(view, { route: r }) {
   const starts = bucketStarts(from, bucket);
   const line = (id, title, value, format, sums = true) => timeChart({
     id, title, format, timeLabel: timeLabel(bucket), buckets: sums ? starts : null,
-    domain: starts ? [starts[0], starts[starts.length - 1]] : null,
+    domain: starts ? [starts[0], starts[starts.length - 1]] : null, gap: bucketStep(bucket),
     series: [...groups].map(([name, rows]) => ({ name, points: rows.filter((x) => value(x) !== null && value(x) !== undefined).map((x) => ({ t: Date.parse(x.bucket), v: value(x) })) })),
   });
   const charts = h("div", { class: "charts" },
@@ -70,7 +76,8 @@ export async function render(view, { route: r }) {
     line("cost", `Cost per ${bucket}, by ${by}`, (x) => x.cost_micro_usd, usd),
     line("latency_p95", `Latency p95, by ${by}`, (x) => x.latency_ms.p95, ms, false),
     line("ttft_p95", `Time to first token p95, by ${by}`, (x) => x.time_to_first_token_ms.p95, ms, false),
-    barChart({ id: "blocked", title: `Blocked requests, by tenant`, items: grid.rows.reduce((m, x) => { const k = x.group.tenant; const e = m.find((i) => i.name === k); if (e) e.v += x.blocked; else m.push({ name: k, v: x.blocked }); return m; }, []).filter((i) => i.v > 0), format: int }));
+    barChart({ id: "blocked", title: "Blocked requests, by tenant", items: perTenant((x) => x.blocked), format: int }),
+    barChart({ id: "redacted", title: "Requests with a redaction, by tenant", items: redactions.rows.map((x) => ({ name: x.group.tenant, v: x.traces })), format: int }));
 
   const rows = grid.rows
     .sort((a, b) => b.requests - a.requests)
@@ -81,10 +88,11 @@ export async function render(view, { route: r }) {
       h("td", { class: "num", "data-col": "output_tokens" }, int(x.output_tokens)),
       h("td", { class: "num", "data-col": "cost" }, usd(x.cost_micro_usd)),
       h("td", { class: "num", "data-col": "blocked" }, int(x.blocked)),
+      h("td", { class: "num", "data-col": "blocked_share" }, pct(x.blocked, x.requests)),
       h("td", { class: "num", "data-col": "errors" }, int(x.errors)),
       h("td", { class: "num" }, ms(x.latency_ms.p50)), h("td", { class: "num" }, ms(x.latency_ms.p95)),
-      h("td", { class: "num" }, ms(x.time_to_first_token_ms.p95))));
-  const grid_table = table([["tenant"], ["model"], ["requests", "num"], ["input tokens", "num"], ["output tokens", "num"], ["cost", "num"], ["blocked", "num"], ["errors", "num"], ["latency p50", "num"], ["latency p95", "num"], ["TTFT p95", "num"]], rows, { id: "usage-table" });
+      h("td", { class: "num" }, ms(x.time_to_first_token_ms.p50)), h("td", { class: "num" }, ms(x.time_to_first_token_ms.p95))));
+  const grid_table = table([["tenant"], ["model"], ["requests", "num"], ["input tokens", "num"], ["output tokens", "num"], ["cost", "num"], ["blocked", "num"], ["blocked share", "num"], ["errors", "num"], ["latency p50", "num"], ["latency p95", "num"], ["TTFT p50", "num"], ["TTFT p95", "num"]], rows, { id: "usage-table" });
 
   view.replaceChildren(h("h1", {}, "Overview"), controls, tiles, charts, h("h2", {}, "By tenant and model"), grid_table);
 }

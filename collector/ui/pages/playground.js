@@ -25,7 +25,8 @@ const EXAMPLE_BODY = JSON.stringify({
 const EXAMPLE_CONFIG = "# JSON or YAML, the filter's configuration (empty: the defaults)\n# policy:\n#   categories:\n#     pii: block\n";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
+// ignoreBOM: a U+FEFF at the start of a piece is text (zero-width characters hide injections)
+const dec = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** `text` with each finding's UTF-8 byte span marked (overlaps split into pieces). */
 export function highlight(text, findings) {
@@ -47,7 +48,7 @@ export function highlight(text, findings) {
 
 function findingsTable(findings, withPointer) {
   const rows = findings.map((f) => h("tr", { dataset: { rule: f.rule_id } },
-    h("td", {}, h("a", { href: "#/rules?q=" + encodeURIComponent(f.rule_id) }, f.rule_id)), h("td", {}, f.category), h("td", {}, badge(f.severity)),
+    h("td", {}, h("a", { href: "#/rules?id=" + encodeURIComponent(f.rule_id) }, f.rule_id)), h("td", {}, f.category), h("td", {}, badge(f.severity)),
     h("td", {}, badge(f.action)), h("td", { class: "num" }, String(f.score)),
     withPointer ? h("td", {}, h("code", {}, f.pointer ?? "–")) : null,
     h("td", { class: "num" }, `${f.start}..${f.end}`)));
@@ -87,9 +88,11 @@ export async function render(view) {
     workspace.path = path.value.trim();
     if (workspace.mode === "text") workspace.text = input.value; else workspace.body = input.value;
     if (!showConfig()) { out.replaceChildren(h("p", { class: "error" }, "Fix the configuration first.")); return; }
-    let report;
+    let raw, report, texts;
     try {
-      report = workspace.mode === "text" ? engine.scan(input.value, config.value) : engine.analyzeRequest(workspace.path, input.value, config.value);
+      raw = workspace.mode === "text" ? engine.scan(input.value, config.value) : engine.analyzeRequest(workspace.path, input.value, config.value);
+      report = JSON.parse(raw);
+      texts = workspace.mode === "text" ? null : engine.requestTexts(workspace.path, input.value, config.value);
     } catch (err) {
       out.replaceChildren(h("p", { class: "error", id: "play-error" }, String(err.message || err)));
       return;
@@ -103,16 +106,14 @@ export async function render(view) {
     } else {
       parts.push(h("p", { class: "muted" }, `${report.provider} · ${report.operation} · model ${report.model ?? "–"}${report.stream ? " · stream" : ""} · ~${report.input_tokens_estimate} input tokens`));
       parts.push(h("h2", {}, `Findings (${report.findings.length})`), findingsTable(report.findings, true), h("h2", {}, "Where"));
-      for (const seg of report.segments) {
+      for (const seg of texts) {
         const mine = report.findings.filter((f) => f.pointer === seg.pointer);
         parts.push(h("div", { class: "muted" }, h("code", {}, seg.pointer), ` · ${seg.role}, message ${seg.message_index}`), highlight(seg.text, mine));
       }
       parts.push(h("h2", {}, report.block_status ? `Answered by the filter (HTTP ${report.block_status})` : report.body ? "Body sent upstream instead" : "Body"),
         report.body ? h("pre", { class: "highlighted", id: "play-body" }, JSON.stringify(report.body, null, 2)) : h("p", { class: "muted", id: "play-body" }, "forwarded unchanged"));
     }
-    const raw = { ...report };
-    delete raw.segments;
-    parts.push(h("details", {}, h("summary", {}, "Report (the CLI's JSON)"), h("pre", { id: "report-json" }, JSON.stringify(raw, null, 2))));
+    parts.push(h("details", {}, h("summary", {}, "Report (the CLI's JSON, as the engine wrote it)"), h("pre", { id: "report-json", class: "wrap" }, raw)));
     out.replaceChildren(...parts);
   };
 

@@ -1,12 +1,14 @@
 // Traces: the filterable, cursor-paged list (GET /v1/traces) and one trace's detail
 // (GET /v1/traces/{id}) — findings as rule ids and byte spans; the API holds no prompt text.
 
-import { api } from "../api.js";
-import { badge, go, h, int, ms, table, usd, when } from "../dom.js";
+import { api, ApiError } from "../api.js";
+import { badge, go, h, int, ms, select, table, usd, when } from "../dom.js";
 
 const OUTCOMES = ["", "allowed", "tagged", "redacted", "blocked", "rate_limited", "unanalysed", "error"];
 const FILTERS = ["tenant", "model", "provider", "outcome", "category", "rule_id", "min_latency_ms", "has_findings"];
 const PAGE = 25;
+/** The list's address last shown, so a trace's page leads back to the same filters and page. */
+let lastList = "#/traces";
 
 export async function render(view, ctx) {
   if (ctx.route.page === "trace") return detail(view, ctx.route.rest[0]);
@@ -15,20 +17,29 @@ export async function render(view, ctx) {
   // cursors of the pages before this one, so "previous" can go back
   const trail = (p.get("trail") || "").split(",").filter(Boolean);
   const cursor = p.get("cursor") || "";
-  const page = await api("traces", { ...filters, limit: PAGE, cursor });
+  lastList = location.hash;
 
   const input = (name, placeholder) => h("label", {}, name.replace(/_/g, " "), h("input", { name, value: filters[name], placeholder }));
-  const outcome = h("select", { name: "outcome" }, OUTCOMES.map((o) => { const el = h("option", { value: o }, o || "any"); if (o === filters.outcome) el.selected = true; return el; }));
-  const findingsSel = h("select", { name: "has_findings" }, [["", "any"], ["true", "with findings"], ["false", "without"]].map(([v, l]) => { const el = h("option", { value: v }, l); if (v === filters.has_findings) el.selected = true; return el; }));
   const form = h("form", {
     class: "controls", id: "trace-filters",
     onsubmit: (e) => {
       e.preventDefault();
       go("traces", Object.fromEntries(FILTERS.map((k) => [k, (e.target.elements[k]?.value || "").trim()])));
     },
-  }, input("tenant", "any"), input("model", "any"), input("provider", "any"), h("label", {}, "outcome", outcome),
-  input("category", "e.g. pii"), input("rule_id", "any"), input("min_latency_ms", "0"), h("label", {}, "findings", findingsSel),
+  }, input("tenant", "any"), input("model", "any"), input("provider", "any"), select("outcome", filters.outcome, OUTCOMES.map((o) => [o, o || "any"])),
+  input("category", "e.g. pii"), input("rule_id", "any"), input("min_latency_ms", "0"),
+  select("has_findings", filters.has_findings, [["", "any"], ["true", "with findings"], ["false", "without"]]),
   h("button", { type: "submit" }, "Filter"));
+
+  let page;
+  try {
+    page = await api("traces", { ...filters, limit: PAGE, cursor });
+  } catch (err) {
+    // a filter the API refuses (400 names it): keep the form to fix it
+    if (!(err instanceof ApiError) || err.status !== 400) throw err;
+    view.replaceChildren(h("h1", {}, "Traces"), form, h("p", { class: "error", id: "page-error" }, err.message));
+    return;
+  }
 
   const rows = page.traces.map((t) => h("tr", { class: "link", dataset: { requestId: t.request_id }, onclick: () => go("trace/" + encodeURIComponent(t.request_id)) },
     h("td", {}, when(t.start)), h("td", {}, t.tenant), h("td", {}, t.model || "–"), h("td", {}, badge(t.outcome)),
@@ -64,10 +75,10 @@ async function detail(view, id) {
     kv("unanalysed", [t.request_unanalysed, t.response_unanalysed].filter(Boolean).join(", ") || null),
     kv("user agent", t.user_agent), kv("Envoy", [t.envoy_node, t.envoy_cluster].filter(Boolean).join(" / ") || null));
   const rows = t.findings.map((f) => h("tr", {},
-    h("td", {}, h("a", { href: "#/rules?q=" + encodeURIComponent(f.rule_id) }, f.rule_id)), h("td", {}, f.category), h("td", {}, badge(f.severity)),
+    h("td", {}, h("a", { href: "#/rules?id=" + encodeURIComponent(f.rule_id) }, f.rule_id)), h("td", {}, f.category), h("td", {}, badge(f.severity)),
     h("td", {}, badge(f.action)), h("td", {}, f.direction), h("td", { class: "num" }, String(f.message_index)), h("td", { class: "num" }, `${f.start}..${f.end}`)));
   view.replaceChildren(
-    h("p", {}, h("a", { href: "#/traces" }, "← Traces")),
+    h("p", {}, h("a", { href: lastList }, "← Traces")),
     h("h1", {}, "Trace"),
     h("div", { class: "panel" }, facts),
     h("h2", {}, `Findings (${t.findings_total})`),

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tollgate_engine::report::{self, ConfigFormat};
-use tollgate_engine::{Decision, Engine};
+use tollgate_engine::{Decision, Engine, EngineError};
 
 #[derive(Parser)]
 #[command(
@@ -113,21 +113,29 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::CheckConfig { file } => match load_engine(Some(&file)) {
-            Ok(engine) => {
-                println!(
-                    "{}: ok ({} rules, {} priced models)",
-                    file.display(),
-                    engine.detectors().rules().len(),
-                    engine.prices().len()
-                );
-                Ok(ExitCode::SUCCESS)
+        Command::CheckConfig { file } => {
+            let verdict = report::config_report(load_engine(Some(&file)).as_ref());
+            match verdict.errors.first() {
+                None => {
+                    println!(
+                        "{}: ok ({} rules, {} priced models)",
+                        file.display(),
+                        verdict.rules,
+                        verdict.priced_models
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(e) => {
+                    eprintln!(
+                        "{}: invalid config at `{}`: {}",
+                        file.display(),
+                        e.path,
+                        e.message
+                    );
+                    Ok(ExitCode::from(1))
+                }
             }
-            Err(e) => {
-                eprintln!("{}: {e:#}", file.display());
-                Ok(ExitCode::from(1))
-            }
-        },
+        }
         Command::Features { file, bits, window } => {
             if !(8..=22).contains(&bits) || window < 2 {
                 bail!("--bits must be 8..=22 and --window at least 2");
@@ -165,19 +173,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Reads a JSON or YAML config (by extension; content sniffed otherwise) and compiles it.
-fn load_engine(path: Option<&Path>) -> Result<Engine> {
+/// Reads a JSON or YAML config (by extension; content sniffed otherwise) and compiles it. A file
+/// that cannot be read is reported as a problem of the document.
+fn load_engine(path: Option<&Path>) -> Result<Engine, EngineError> {
     let Some(path) = path else {
-        return Ok(Engine::with_defaults()?);
+        return Engine::with_defaults();
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| EngineError::Config {
+        path: "(root)".into(),
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
     let format = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "json" => ConfigFormat::Json,
         "yaml" | "yml" => ConfigFormat::Yaml,
         _ => ConfigFormat::Detect,
     };
-    Ok(report::engine_from_text(&text, format)?)
+    report::engine_from_text(&text, format)
 }
 
 fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
@@ -200,7 +211,7 @@ struct JsonlLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a serde_json::Value>,
     #[serde(flatten)]
-    report: report::ScanReport<'a>,
+    report: report::ScanReport,
 }
 
 fn scan_plain(engine: &Engine, file: Option<&Path>, format: Format) -> Result<Decision> {
@@ -317,7 +328,7 @@ fn scan_jsonl(engine: &Engine, file: Option<&Path>) -> Result<Decision> {
 
 fn scan_request(engine: &Engine, file: &Path, path: &str, format: Format) -> Result<Decision> {
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let r = report::request_report(engine, path, &body, false)?;
+    let r = report::request_report(engine, path, &body)?;
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
@@ -337,26 +348,21 @@ fn scan_request(engine: &Engine, file: &Path, path: &str, format: Format) -> Res
                 r.findings.len()
             )?;
             for f in &r.findings {
-                let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
                 writeln!(
                     out,
                     "  {:<8} {:<40} {:<22} {:<8} message {} ({}) bytes {}..{}",
-                    s("action"),
-                    s("rule_id"),
-                    s("category"),
-                    s("severity"),
-                    f["message_index"],
-                    s("role"),
-                    f["start"],
-                    f["end"]
+                    f.action,
+                    &*f.rule_id,
+                    &*f.category,
+                    f.severity,
+                    f.message_index.unwrap_or(0),
+                    f.role.unwrap_or("-"),
+                    f.start,
+                    f.end
                 )?;
             }
-            if let Some(b) = &r.body {
-                writeln!(
-                    out,
-                    "body sent instead:\n{}",
-                    serde_json::to_string_pretty(b)?
-                )?;
+            if let Some(b) = &r.sent {
+                writeln!(out, "body sent instead:\n{}", String::from_utf8_lossy(b))?;
             }
         }
     }

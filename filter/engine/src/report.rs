@@ -1,8 +1,9 @@
 //! The engine's answers as documents, for the offline front ends: the `tollgate` CLI's JSON
 //! output and the browser build (`filter/web`) both come from these functions, so the same input
-//! gives the same JSON in a terminal and in a browser by construction. A report never carries the
-//! matched text, only rule ids and byte spans — except [`RequestReport::segments`], which the
-//! playground asks for to show where a span is.
+//! gives the same JSON in a terminal and in a browser by construction. Findings are reported as
+//! rule ids and byte spans, never the matched text; a request report carries the body the filter
+//! would send instead (which is the client's text, redacted), and [`request_texts`] gives the
+//! scanned strings themselves for a caller that shows where a span is (the playground).
 //!
 //! Configuration text is read as JSON, or as YAML with the `yaml` feature (the format Envoy
 //! operators paste); errors name the field as the filter's own log does.
@@ -10,16 +11,17 @@
 use crate::analysis::Finding;
 use crate::error::EngineError;
 use crate::policy::Decision;
-use crate::provider::parse_request;
+use crate::provider::{parse_request, Segment};
 use crate::{Engine, RawConfig};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// How configuration text is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFormat {
     Json,
     Yaml,
-    /// JSON when the text starts with `{` (or is empty), YAML otherwise.
+    /// JSON when the text is JSON (or empty), YAML otherwise.
     Detect,
 }
 
@@ -28,13 +30,30 @@ pub fn engine_from_text(text: &str, format: ConfigFormat) -> Result<Engine, Engi
     let yaml = match format {
         ConfigFormat::Json => false,
         ConfigFormat::Yaml => true,
-        ConfigFormat::Detect => !(text.trim().is_empty() || text.trim_start().starts_with('{')),
+        ConfigFormat::Detect => {
+            let t = text.trim_start();
+            !t.is_empty()
+                && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
+                && (!t.starts_with('{') || looks_like_yaml(text))
+        }
     };
     if yaml {
         Engine::from_config(&from_yaml(text)?)
     } else {
         Engine::from_json(text.as_bytes())
     }
+}
+
+/// A `{`-leading text that is not JSON but is a YAML document (a flow mapping such as
+/// `{policy: {block_threshold: 0.5}}`); broken JSON stays JSON, so its error reads as JSON's.
+#[cfg(feature = "yaml")]
+fn looks_like_yaml(text: &str) -> bool {
+    serde_yaml::from_str::<serde_yaml::Value>(text).is_ok()
+}
+
+#[cfg(not(feature = "yaml"))]
+fn looks_like_yaml(_text: &str) -> bool {
+    false
 }
 
 #[cfg(feature = "yaml")]
@@ -69,9 +88,9 @@ pub struct ConfigReport {
     pub errors: Vec<ConfigProblem>,
 }
 
-/// Checks configuration text the way the filter's `on_configure` does.
-pub fn check_config(text: &str, format: ConfigFormat) -> ConfigReport {
-    match engine_from_text(text, format) {
+/// The verdict on a compiled (or refused) configuration.
+pub fn config_report(compiled: Result<&Engine, &EngineError>) -> ConfigReport {
+    match compiled {
         Ok(engine) => ConfigReport {
             ok: true,
             rules: engine.detectors().rules().len(),
@@ -83,7 +102,10 @@ pub fn check_config(text: &str, format: ConfigFormat) -> ConfigReport {
             rules: 0,
             priced_models: 0,
             errors: vec![match e {
-                EngineError::Config { path, message } => ConfigProblem { path, message },
+                EngineError::Config { path, message } => ConfigProblem {
+                    path: path.clone(),
+                    message: message.clone(),
+                },
                 other => ConfigProblem {
                     path: "(root)".into(),
                     message: other.to_string(),
@@ -93,32 +115,38 @@ pub fn check_config(text: &str, format: ConfigFormat) -> ConfigReport {
     }
 }
 
+/// Checks configuration text the way the filter's `on_configure` does.
+pub fn check_config(text: &str, format: ConfigFormat) -> ConfigReport {
+    config_report(engine_from_text(text, format).as_ref())
+}
+
 /// One finding as reported: rule, span and action, never the text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FindingReport<'a> {
-    pub rule_id: &'a str,
-    pub category: &'a str,
-    pub severity: &'a str,
-    /// Byte span (UTF-8) in the scanned text (in a request: in the segment at `pointer`).
+pub struct FindingReport {
+    pub rule_id: Arc<str>,
+    pub category: Arc<str>,
+    pub severity: &'static str,
+    /// Byte span (UTF-8) in the scanned text (in a request: in the string at `pointer`).
     pub start: usize,
     pub end: usize,
     /// The rule's weight in the risk score.
     pub score: f32,
-    pub action: &'a str,
+    pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_index: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<&'a str>,
+    pub role: Option<&'static str>,
     /// JSON pointer of the string the span is in (requests only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<&'a str>,
+    pub pointer: Option<String>,
 }
 
-impl<'a> FindingReport<'a> {
-    fn of_text(f: &'a Finding) -> Self {
+impl FindingReport {
+    /// A finding of a free-text scan (no location beyond the span).
+    pub fn new(f: &Finding) -> Self {
         FindingReport {
-            rule_id: &f.rule_id,
-            category: &f.category,
+            rule_id: f.rule_id.clone(),
+            category: f.category.clone(),
             severity: f.severity.as_str(),
             start: f.start,
             end: f.end,
@@ -129,32 +157,36 @@ impl<'a> FindingReport<'a> {
             pointer: None,
         }
     }
+
+    /// A finding of a request, located by message, role and the string's pointer.
+    fn in_request(f: &Finding, segments: &[Segment]) -> Self {
+        let segment = usize::try_from(f.segment)
+            .ok()
+            .and_then(|i| segments.get(i));
+        FindingReport {
+            message_index: Some(f.message_index),
+            role: Some(f.role.as_str()),
+            pointer: segment.map(|s| s.pointer.clone()),
+            ..FindingReport::new(f)
+        }
+    }
 }
 
 /// What a scan of free text found (`tollgate scan`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScanReport<'a> {
+pub struct ScanReport {
     pub action: &'static str,
     pub risk_score: f32,
-    pub findings: Vec<FindingReport<'a>>,
+    pub findings: Vec<FindingReport>,
 }
 
 /// The report of a free-text scan, from what [`Engine::scan_text`] returned.
-pub fn scan_report(findings: &[Finding], risk: f32, decision: Decision) -> ScanReport<'_> {
+pub fn scan_report(findings: &[Finding], risk: f32, decision: Decision) -> ScanReport {
     ScanReport {
         action: decision.as_str(),
         risk_score: risk,
-        findings: findings.iter().map(FindingReport::of_text).collect(),
+        findings: findings.iter().map(FindingReport::new).collect(),
     }
-}
-
-/// One text the request analysis scanned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SegmentReport {
-    pub pointer: String,
-    pub role: &'static str,
-    pub message_index: u32,
-    pub text: String,
 }
 
 /// What the filter would decide about a whole provider request (`tollgate scan --request`).
@@ -171,51 +203,40 @@ pub struct RequestReport {
     pub enforced: bool,
     pub risk_score: f32,
     pub input_tokens_estimate: u64,
-    pub findings: Vec<serde_json::Value>,
+    pub findings: Vec<FindingReport>,
     /// The status of the local reply when the request is answered by the filter.
     pub block_status: Option<u16>,
-    /// The body sent instead of the client's (the block reply, or the rewritten request);
-    /// `null` when the request goes upstream unchanged.
+    /// The body sent instead of the client's (the block reply, or the rewritten request) as
+    /// JSON; `null` when the request goes upstream unchanged.
     pub body: Option<serde_json::Value>,
-    /// The scanned texts, when asked for (the playground shows spans in them).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub segments: Option<Vec<SegmentReport>>,
+    /// The same body, byte for byte.
+    #[serde(skip)]
+    pub sent: Option<Vec<u8>>,
 }
 
-/// Analyses a provider request body sent to `path` as the filter would, with the scanned texts
-/// when `with_segments`.
+fn route_of(engine: &Engine, path: &str) -> Result<crate::RouteMatch, EngineError> {
+    engine
+        .route(None, path)
+        .ok_or_else(|| EngineError::NotLlmRoute {
+            path: path.to_string(),
+        })
+}
+
+/// Analyses a provider request body sent to `path` as the filter would.
 pub fn request_report(
     engine: &Engine,
     path: &str,
     body: &[u8],
-    with_segments: bool,
 ) -> Result<RequestReport, EngineError> {
-    let route = engine
-        .route(None, path)
-        .ok_or_else(|| EngineError::NotLlmRoute {
-            path: path.to_string(),
-        })?;
+    let route = route_of(engine, path)?;
     let analysis = engine.analyze_request(&route, body)?;
-    // the segment list is the analysis's own: the same parse of the same bytes
+    // the analysis's own segment list: the same parse of the same bytes, for the pointers
     let segments = parse_request(route.operation, body)
         .map(|p| p.segments)
         .unwrap_or_default();
-    let findings = analysis
-        .findings
-        .iter()
-        .map(|f| {
-            let seg = usize::try_from(f.segment)
-                .ok()
-                .and_then(|i| segments.get(i));
-            let mut r = FindingReport::of_text(f);
-            r.message_index = Some(f.message_index);
-            r.role = Some(f.role.as_str());
-            r.pointer = seg.map(|s| s.pointer.as_str());
-            serde_json::to_value(r).unwrap_or(serde_json::Value::Null)
-        })
-        .collect();
-    let sent = match (&analysis.block, &analysis.rewritten_body) {
-        (Some(b), _) => Some(&b.body),
+    let block_status = analysis.block.as_ref().map(|b| b.status);
+    let sent = match (analysis.block, analysis.rewritten_body) {
+        (Some(b), _) => Some(b.body),
         (None, Some(b)) => Some(b),
         _ => None,
     };
@@ -223,27 +244,51 @@ pub fn request_report(
         decision: analysis.decision,
         provider: analysis.provider.as_str(),
         operation: analysis.operation.as_str(),
-        model: analysis.model.clone(),
+        model: analysis.model,
         stream: analysis.stream,
         action: analysis.decision.as_str(),
         enforced: analysis.enforced,
         risk_score: analysis.risk_score,
         input_tokens_estimate: analysis.input_tokens_estimate,
-        findings,
-        block_status: analysis.block.as_ref().map(|b| b.status),
-        body: sent.and_then(|b| serde_json::from_slice(b).ok()),
-        segments: with_segments.then(|| {
-            segments
-                .into_iter()
-                .map(|s| SegmentReport {
-                    pointer: s.pointer,
-                    role: s.role.as_str(),
-                    message_index: s.message_index,
-                    text: s.text,
-                })
-                .collect()
-        }),
+        findings: analysis
+            .findings
+            .iter()
+            .map(|f| FindingReport::in_request(f, &segments))
+            .collect(),
+        block_status,
+        body: sent.as_deref().and_then(|b| serde_json::from_slice(b).ok()),
+        sent,
     })
+}
+
+/// One text a request analysis scans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextReport {
+    /// JSON pointer of the string in the body; findings name it.
+    pub pointer: String,
+    pub role: &'static str,
+    pub message_index: u32,
+    pub text: String,
+}
+
+/// The strings of a request body that the analysis scans, in order (the playground shows each
+/// finding's span in its string).
+pub fn request_texts(
+    engine: &Engine,
+    path: &str,
+    body: &[u8],
+) -> Result<Vec<TextReport>, EngineError> {
+    let route = route_of(engine, path)?;
+    Ok(parse_request(route.operation, body)?
+        .segments
+        .into_iter()
+        .map(|s| TextReport {
+            pointer: s.pointer,
+            role: s.role.as_str(),
+            message_index: s.message_index,
+            text: s.text,
+        })
+        .collect())
 }
 
 /// One rule as `tollgate rules` lists it.
@@ -280,36 +325,37 @@ mod tests {
     #[test]
     fn request_findings_name_the_string_they_are_in() {
         let engine = Engine::with_defaults().expect("defaults");
-        let body = br#"{"model":"gpt-4o","messages":[
+        let body = r#"{"model":"gpt-4o","messages":[
             {"role":"system","content":"be brief"},
             {"role":"user","content":[{"type":"text","text":"hello"},
-              {"type":"text","text":"my card is 4111 1111 1111 1111"}]}]}"#;
-        let r = request_report(&engine, "/v1/chat/completions", body, true).expect("report");
+              {"type":"text","text":"café ✓ 😀 my card is 4111 1111 1111 1111"}]}]}"#;
+        let path = "/v1/chat/completions";
+        let r = request_report(&engine, path, body.as_bytes()).expect("report");
         let card = r
             .findings
             .iter()
-            .find(|f| f["category"] == "pii")
+            .find(|f| &*f.category == "pii")
             .expect("a card finding");
-        assert_eq!(card["pointer"], "/messages/1/content/1/text");
-        let segs = r.segments.expect("segments");
-        let seg = segs
+        assert_eq!(card.pointer.as_deref(), Some("/messages/1/content/1/text"));
+        let texts = request_texts(&engine, path, body.as_bytes()).expect("texts");
+        let text = texts
             .iter()
-            .find(|s| s.pointer == "/messages/1/content/1/text")
-            .expect("segment");
-        let (s, e) = (
-            card["start"].as_u64().expect("start") as usize,
-            card["end"].as_u64().expect("end") as usize,
-        );
-        assert_eq!(&seg.text[s..e], "4111 1111 1111 1111");
+            .find(|s| Some(s.pointer.as_str()) == card.pointer.as_deref())
+            .expect("its string");
+        assert_eq!(&text.text[card.start..card.end], "4111 1111 1111 1111");
         assert_eq!(r.action, "redact");
-        let sent = r.body.expect("rewritten body").to_string();
+        let sent = String::from_utf8(r.sent.clone().expect("rewritten")).expect("utf-8");
         assert!(!sent.contains("4111 1111"), "{sent}");
+        assert_eq!(
+            r.body.expect("as JSON"),
+            serde_json::from_str::<serde_json::Value>(&sent).expect("json")
+        );
     }
 
     #[test]
     fn unknown_paths_and_bad_config_are_named() {
         let engine = Engine::with_defaults().expect("defaults");
-        let e = request_report(&engine, "/healthz", b"{}", false).expect_err("not a route");
+        let e = request_report(&engine, "/healthz", b"{}").expect_err("not a route");
         assert!(e.to_string().contains("/healthz"), "{e}");
         let r = check_config(
             r#"{"policy":{"block_threshold":"high"}}"#,
@@ -317,6 +363,9 @@ mod tests {
         );
         assert!(!r.ok);
         assert_eq!(r.errors[0].path, "policy.block_threshold");
+        // broken JSON reads as JSON, with JSON's error
+        let r = check_config(r#"{"policy": "#, ConfigFormat::Detect);
+        assert!(r.errors[0].message.contains("EOF"), "{r:?}");
         let ok = check_config("", ConfigFormat::Detect);
         assert!(ok.ok && ok.rules > 100, "{ok:?}");
     }
@@ -326,7 +375,13 @@ mod tests {
     fn yaml_configs_read_like_json() {
         let r = check_config("policy:\n  block_threshold: high\n", ConfigFormat::Detect);
         assert_eq!(r.errors[0].path, "policy.block_threshold");
+        assert!(r.errors[0].message.ends_with("line 2 column 20"), "{r:?}");
         let r = check_config("policy: [unclosed\n", ConfigFormat::Yaml);
         assert!(r.errors[0].message.starts_with("invalid YAML"), "{r:?}");
+        // a flow mapping is YAML even though it starts like JSON
+        let r = check_config("{policy: {block_threshold: 0.5}}", ConfigFormat::Detect);
+        assert!(r.ok, "{r:?}");
+        let r = check_config("# nothing here\n", ConfigFormat::Detect);
+        assert!(r.ok, "{r:?}");
     }
 }

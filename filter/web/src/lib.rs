@@ -7,8 +7,9 @@
 //! # Layout
 //! - [`check_config`]: the configuration's verdict, errors naming the field.
 //! - [`scan`]: free text → findings, risk score, decision.
-//! - [`analyze_request`]: a provider request body → decision, findings with their strings, the
-//!   body that would be sent instead.
+//! - [`analyze_request`]: a provider request body → decision, findings with the JSON pointer of
+//!   their string, the body that would be sent instead.
+//! - [`request_texts`]: the strings of a request body the analysis scans.
 //! - [`rules`]: every rule of a configuration.
 //! - [`version`]: the engine's version.
 //!
@@ -18,7 +19,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_engine::report::{self, ConfigFormat};
-use tollgate_engine::Engine;
+use tollgate_engine::{Engine, EngineError};
 use wasm_bindgen::prelude::*;
 
 thread_local! {
@@ -27,7 +28,7 @@ thread_local! {
 }
 
 /// The engine for `config`, compiled once per distinct text.
-fn engine(config: &str) -> Result<Rc<Engine>, JsError> {
+fn engine(config: &str) -> Result<Rc<Engine>, EngineError> {
     if let Some(hit) = COMPILED.with(|c| {
         c.borrow()
             .as_ref()
@@ -46,10 +47,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, JsError> {
 }
 
 /// Checks a configuration (JSON or YAML; empty is the defaults):
-/// `{ok, rules, priced_models, errors: [{path, message}]}`.
+/// `{ok, rules, priced_models, errors: [{path, message}]}`. A valid one stays compiled for the
+/// calls that follow.
 #[wasm_bindgen]
 pub fn check_config(config: &str) -> Result<String, JsError> {
-    to_json(&report::check_config(config, ConfigFormat::Detect))
+    let compiled = engine(config);
+    to_json(&report::config_report(compiled.as_deref()))
 }
 
 /// Scans free text as one user message: `{action, risk_score, findings}`, spans in UTF-8 bytes.
@@ -62,18 +65,21 @@ pub fn scan(text: &str, config: &str) -> Result<String, JsError> {
 }
 
 /// Analyses a whole provider request sent to `path` (`/v1/chat/completions`, `/v1/messages`,
-/// ...): the decision, findings with the JSON pointer of their string, the scanned strings and
-/// the body the filter would send instead (`null` when unchanged). Throws when the
-/// configuration is invalid, the path is not an LLM route or the body is not the provider's JSON.
+/// ...): the decision, findings with the JSON pointer of their string, and the body the filter
+/// would send instead (`null` when unchanged). Throws when the configuration is invalid, the
+/// path is not an LLM route or the body is not the provider's JSON.
 #[wasm_bindgen]
 pub fn analyze_request(path: &str, body: &str, config: &str) -> Result<String, JsError> {
     let engine = engine(config)?;
-    to_json(&report::request_report(
-        &engine,
-        path,
-        body.as_bytes(),
-        true,
-    )?)
+    to_json(&report::request_report(&engine, path, body.as_bytes())?)
+}
+
+/// The strings of a request body that [`analyze_request`] scans:
+/// `[{pointer, role, message_index, text}]`.
+#[wasm_bindgen]
+pub fn request_texts(path: &str, body: &str, config: &str) -> Result<String, JsError> {
+    let engine = engine(config)?;
+    to_json(&report::request_texts(&engine, path, body.as_bytes())?)
 }
 
 /// Every rule of the configuration: `[{id, category, severity, default_action, description}]`.
