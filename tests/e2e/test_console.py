@@ -232,6 +232,9 @@ def test_each_page_shows_the_stored_numbers_without_console_errors(stack, browse
         assert series == {t: v[key] for t, v in per_tenant.items()}, chart
     assert per_tenant["team-a"]["requests"] == 8 and per_tenant["team-b"]["requests"] == 2
     assert per_tenant["team-a"]["cost"] > 0
+    redacted = {g.get_attribute("data-series"): float(g.get_attribute("data-total"))
+                for g in c.all("[data-chart=redacted] g[data-series]")}
+    assert redacted == {"team-a": 1}
     c.shot("overview")
 
     # traces: the list, a filter, a trace's detail — rule ids and spans, never the text
@@ -265,10 +268,12 @@ def test_each_page_shows_the_stored_numbers_without_console_errors(stack, browse
         assert cell(row, "findings") == want[rule]["findings"] and cell(row, "traces") == want[rule]["traces"]
     c.shot("findings")
 
-    # anomalies: the injection burst, with its baseline
-    deadline = time.time() + 20
-    while not (anomalies := api(collector, "/v1/anomalies")["anomalies"]):
-        assert time.time() < deadline, "no anomaly raised:\n" + collector.logs()[-2000:]
+    # anomalies: the injection burst, with its baseline — once it has closed, so that the page
+    # and the API are read from the same, settled, state
+    deadline = time.time() + 30
+    while not ((anomalies := api(collector, "/v1/anomalies")["anomalies"])
+               and all(a["state"] == "closed" for a in anomalies)):
+        assert time.time() < deadline, f"no closed anomaly: {anomalies}\n" + collector.logs()[-2000:]
         time.sleep(0.2)
     c.go("anomalies")
     rows = c.all("#anomalies-recent tbody tr")
@@ -311,8 +316,16 @@ def play(c: Console) -> dict:
 
 def test_the_playground_answers_as_the_cli_does(stack, browser, tmp_path):
     c = Console(browser, stack["collector"])
-    c.open("playground")  # no key needed: the engine runs in the page
-    prompt = f"Hi! I'm ana.ruiz@example.org.\n{INJECTION}\nAlso: {CARD} — naïve café ✓"
+    # no key needed: the engine runs in the page
+    c.d.get(c.base)
+    c.d.execute_script("sessionStorage.clear()")
+    c.d.get(c.base + "#/playground")
+    c.d.refresh()  # a new hash alone does not reload the page
+    c.settled()
+    assert not c.all("#whoami")
+    # multi-byte text before every finding: spans are UTF-8 bytes, the page's strings UTF-16
+    # (a zero-width no-break space right after the card starts a piece of the highlighted text)
+    prompt = f"Café ✓ 😀 — hi! I'm ana.ruiz@example.org.\n{INJECTION}\nAlso: card 4111 1111 1111 1111\ufeff naïve"
     set_value(c, "play-input", prompt)
     set_value(c, "play-config", "")
     got = play(c)
@@ -324,13 +337,16 @@ def test_the_playground_answers_as_the_cli_does(stack, browser, tmp_path):
     assert all(f["rule_id"] in marked for f in got["findings"])
     card = next(m for m in marks if "pii.card" in m.get_attribute("data-rules"))
     assert card.text == "4111 1111 1111 1111"
+    # and the text around the marks is the prompt, to the last (zero-width) character
+    shown = c.d.execute_script("return document.querySelector('#play-output .highlighted').textContent")
+    assert shown == prompt
     c.shot("playground-text")
 
     # a whole request with a YAML configuration: the rewritten body
     config = "policy:\n  categories:\n    pii: redact\n"
     body = json.dumps({"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": CARD}]}]})
+        {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "é 😀 " + CARD}]}]})
     Select(c.d.find_element(By.ID, "play-mode")).select_by_value("request")
     set_value(c, "play-input", body)
     set_value(c, "play-config", config)
@@ -344,6 +360,8 @@ def test_the_playground_answers_as_the_cli_does(stack, browser, tmp_path):
     assert got["action"] == "redact" and "4111" not in json.dumps(got["body"])
     assert json.loads(c.text("#play-body")) == got["body"]
     assert [f["pointer"] for f in got["findings"]] == ["/messages/1/content/1/text"]
+    card = next(m for m in c.all("#play-output .highlighted mark") if "pii.card" in m.get_attribute("data-rules"))
+    assert card.text == "4111 1111 1111 1111"
     c.shot("playground-request")
 
     # a bad configuration names the field, as `tollgate check-config` does

@@ -2,6 +2,7 @@
 // under Node.js, for the test that compares it with the `tollgate` CLI.
 //   node web_engine.mjs PKG_DIR scan CONFIG_FILE < corpus.jsonl   -> one scan report per line
 //   node web_engine.mjs PKG_DIR request CONFIG_FILE PATH < body    -> the request report
+//   node web_engine.mjs PKG_DIR texts CONFIG_FILE PATH < body      -> the strings it scans
 //   node web_engine.mjs PKG_DIR check CONFIG_FILE                  -> the config report
 // CONFIG_FILE "-" means the defaults.
 import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
@@ -27,6 +28,8 @@ if (mode === "scan") {
   process.stdout.write(out.join("\n") + "\n");
 } else if (mode === "request") {
   process.stdout.write(web.analyze_request(path, input, config) + "\n");
+} else if (mode === "texts") {
+  process.stdout.write(web.request_texts(path, input, config) + "\n");
 } else if (mode === "check") {
   process.stdout.write(web.check_config(config) + "\n");
 } else {
