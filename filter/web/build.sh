@@ -5,7 +5,7 @@
 # playground. No bundler, no Node.js.
 # wasm-bindgen-cli is installed from crates.io on first use into a per-version folder outside
 # the checkout (TOLLGATE_TOOLS, default ~/.cache/tollgate/tools), so fresh clones on the same
-# machine, CI's included, reuse it.
+# machine, CI's included, reuse it. `build.sh --install-only` installs it and stops (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARGO=${CARGO:-cargo}
@@ -21,6 +21,7 @@ if [ "$("$bin" --version 2>/dev/null || true)" != "wasm-bindgen $version" ]; the
   "$CARGO" install -q --root "$root" wasm-bindgen-cli --version "=$version" --locked 2>/dev/null \
     || "$CARGO" install -q --root "$root" wasm-bindgen-cli --version "=$version"
 fi
+[ "${1:-}" = "--install-only" ] && exit 0
 if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 fi
