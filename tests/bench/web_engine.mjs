@@ -1,21 +1,16 @@
 // The engine's browser build (target/web/pkg, as the console serves it) under Node.js: how long
 // loading, compiling the default rules and scanning take, and how big the files are.
 //   make web && node tests/bench/web_engine.mjs [target/web/pkg] [eval/corpus/benign.jsonl]
-import { copyFileSync, mkdtempSync, readFileSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { gzipSync } from "node:zlib";
+import { loadWebEngine } from "../e2e/node/load_web_engine.mjs";
 
 const pkg = process.argv[2] || "target/web/pkg";
 const corpus = process.argv[3] || "eval/corpus/benign.jsonl";
-const wasm = readFileSync(join(pkg, "tollgate_web_bg.wasm"));
-const dir = mkdtempSync(join(tmpdir(), "tollgate-web-bench-"));
-copyFileSync(join(pkg, "tollgate_web.js"), join(dir, "tollgate_web.mjs"));
 
 const t0 = performance.now();
-const web = await import(pathToFileURL(join(dir, "tollgate_web.mjs")).href);
-web.initSync({ module: wasm });
+const { web, wasm } = await loadWebEngine(pkg);
 const t1 = performance.now();
 web.check_config("");
 const t2 = performance.now();

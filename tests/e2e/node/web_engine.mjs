@@ -5,17 +5,11 @@
 //   node web_engine.mjs PKG_DIR texts CONFIG_FILE PATH < body      -> the strings it scans
 //   node web_engine.mjs PKG_DIR check CONFIG_FILE                  -> the config report
 // CONFIG_FILE "-" means the defaults.
-import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { readFileSync } from "node:fs";
+import { loadWebEngine } from "./load_web_engine.mjs";
 
 const [pkg, mode, configFile, path] = process.argv.slice(2);
-// wasm-bindgen's `--target web` glue is an ES module named .js: load a copy named .mjs
-const dir = mkdtempSync(join(tmpdir(), "tollgate-web-"));
-copyFileSync(join(pkg, "tollgate_web.js"), join(dir, "tollgate_web.mjs"));
-const web = await import(pathToFileURL(join(dir, "tollgate_web.mjs")).href);
-web.initSync({ module: readFileSync(join(pkg, "tollgate_web_bg.wasm")) });
+const { web } = await loadWebEngine(pkg);
 const config = configFile && configFile !== "-" ? readFileSync(configFile, "utf8") : "";
 const input = mode === "check" ? "" : readFileSync(0, "utf8");
 
